@@ -1,0 +1,85 @@
+//! Wires the stages together and runs them until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::config::GatewayConfig;
+use crate::ingest::dimse::{DimseContext, run_listener};
+use crate::sites::SiteRegistry;
+use crate::store::Store;
+use crate::telemetry::{Metrics, serve_metrics};
+
+/// Addresses the gateway actually bound (ports may have been 0), written to
+/// `<data_dir>/listeners.json` so scripts and tests can find them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listeners {
+    pub dimse: SocketAddr,
+    pub metrics: SocketAddr,
+    pub pid: u32,
+}
+
+pub const LISTENERS_FILE: &str = "listeners.json";
+
+/// Runs the gateway until `shutdown` resolves, then drains and returns.
+pub async fn run(config: GatewayConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let (store, report) = Store::open(&config.data_dir, config.store.clone(), metrics.clone())
+        .context("cannot open the store")?;
+    if report.repaired_anything() || report.temp_files_removed > 0 {
+        tracing::warn!(?report, "store reconciled after an unclean stop");
+    } else {
+        tracing::info!(instances = report.indexed_instances, "store opened");
+    }
+
+    let dimse_listener = tokio::net::TcpListener::bind(config.dimse.listen)
+        .await
+        .with_context(|| format!("cannot listen for DIMSE on {}", config.dimse.listen))?;
+    let dimse_addr = dimse_listener.local_addr()?;
+    let (metrics_addr, metrics_server) = serve_metrics(config.metrics.listen, metrics.clone())
+        .with_context(|| format!("cannot listen for metrics on {}", config.metrics.listen))?;
+    let metrics_handle = metrics_server.handle();
+    let metrics_task = tokio::spawn(metrics_server);
+
+    let listeners = Listeners { dimse: dimse_addr, metrics: metrics_addr, pid: std::process::id() };
+    let listeners_path = config.data_dir.join(LISTENERS_FILE);
+    std::fs::write(&listeners_path, serde_json::to_vec_pretty(&listeners)?)
+        .with_context(|| format!("cannot write {}", listeners_path.display()))?;
+    tracing::info!(dimse = %dimse_addr, metrics = %metrics_addr, ae_title = %config.ae_title, "gateway ready");
+
+    let ctx = Arc::new(DimseContext {
+        ae_title: config.ae_title.clone(),
+        config: config.dimse.clone(),
+        sites: Arc::new(SiteRegistry::from_config(&config)),
+        store,
+        metrics,
+    });
+    run_listener(dimse_listener, ctx, shutdown, config.shutdown_grace).await;
+
+    metrics_handle.stop(true).await;
+    let _ = metrics_task.await;
+    let _ = std::fs::remove_file(&listeners_path);
+    tracing::info!("gateway stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install SIGTERM handler");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,156 @@
+//! Configuration: raw TOML → validated, typed [`GatewayConfig`].
+//!
+//! Order of precedence, lowest first: the embedded default
+//! (`config/gateway.toml`) or the file given with `--config`, then
+//! `DICOM_GATEWAY__…` environment overrides, then command-line flags.
+//! [`load`] reports every problem at once, so an operator fixes a file in one
+//! pass instead of one error per restart.
+
+mod env;
+mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+pub use env::ENV_PREFIX;
+pub use raw::RawConfig;
+
+/// The configuration compiled into the binary; `serve` with no flags runs on it.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../../config/gateway.toml");
+
+/// Everything the gateway needs, validated.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub ae_title: String,
+    pub data_dir: PathBuf,
+    /// How long open associations may go on after SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
+    pub dimse: DimseConfig,
+    pub store: StoreConfig,
+    pub metrics: MetricsConfig,
+    pub logging: LoggingConfig,
+    pub sites: Vec<SiteConfig>,
+    /// The raw form after overrides, for `check-config` to print.
+    pub effective: RawConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct DimseConfig {
+    pub listen: SocketAddr,
+    pub max_pdu_length: u32,
+    pub max_associations: usize,
+    pub establish_timeout: Duration,
+    pub message_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_instance_size: u64,
+    /// Site that receives calling AE titles no site lists; `None` rejects them.
+    pub unknown_ae_site: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub min_free_space: u64,
+    pub duplicate_policy: DuplicatePolicy,
+}
+
+/// What to do when a different object arrives with a SOP Instance UID we hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuplicatePolicy {
+    /// Keep the stored object and refuse the new one (the default).
+    Reject,
+    /// Store the new object; the old file moves to `superseded/`.
+    Replace,
+}
+
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoggingConfig {
+    pub json: bool,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteConfig {
+    pub name: String,
+    pub ae_titles: Vec<String>,
+    /// Empty means any address.
+    pub allowed_peers: Vec<IpNet>,
+}
+
+/// Command-line overrides, applied last.
+#[derive(Debug, Clone, Default)]
+pub struct CliOverrides {
+    pub data_dir: Option<PathBuf>,
+    pub dimse_addr: Option<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// Every problem found in a configuration, one per line.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration ({} problem{}):\n  - {}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+/// Reads `path` (or the embedded default), applies the process environment
+/// and `cli`, and validates.
+pub fn load(path: Option<&Path>, cli: &CliOverrides) -> Result<GatewayConfig, ConfigError> {
+    let text = match path {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(vec![format!("cannot read {}: {e}", path.display())]))?,
+        None => EMBEDDED_DEFAULT.to_string(),
+    };
+    load_from_str(&text, std::env::vars(), cli)
+}
+
+/// [`load`] without touching the file system or the real environment.
+pub fn load_from_str(
+    text: &str,
+    vars: impl IntoIterator<Item = (String, String)>,
+    cli: &CliOverrides,
+) -> Result<GatewayConfig, ConfigError> {
+    let mut tree: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError(vec![format!("not valid TOML: {e}")]))?;
+    let mut problems = env::apply_overrides(&mut tree, vars);
+
+    let mut unknown = Vec::new();
+    let raw: RawConfig = serde_ignored::deserialize(toml::Value::Table(tree), |path| {
+        unknown.push(format!("unknown key `{path}`"));
+    })
+    .map_err(|e| {
+        let mut all = problems.clone();
+        all.push(format!("{e}"));
+        ConfigError(all)
+    })?;
+    problems.extend(unknown);
+
+    match validate::validate(raw, cli) {
+        Ok(config) if problems.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigError(problems)),
+        Err(ConfigError(more)) => {
+            problems.extend(more);
+            Err(ConfigError(problems))
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// The effective configuration as TOML, for `check-config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(&self.effective).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+
+    pub fn site(&self, name: &str) -> Option<&SiteConfig> {
+        self.sites.iter().find(|s| s.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests;

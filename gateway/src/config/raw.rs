@@ -1,0 +1,122 @@
+//! The configuration file as written: plain serde structs with defaults.
+//!
+//! Everything here is strings and numbers exactly as an operator typed them;
+//! [`super::validate`] turns them into typed values and reports every problem
+//! at once. Unknown keys are collected by `serde_ignored` in [`super::load`]
+//! rather than by `deny_unknown_fields`, so that all of them are reported
+//! together instead of only the first.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawConfig {
+    pub gateway: RawGateway,
+    pub dimse: RawDimse,
+    pub store: RawStore,
+    pub metrics: RawMetrics,
+    pub logging: RawLogging,
+    pub sites: Vec<RawSite>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawGateway {
+    pub ae_title: String,
+    pub data_dir: String,
+    pub shutdown_grace: String,
+}
+
+impl Default for RawGateway {
+    fn default() -> Self {
+        Self {
+            ae_title: "GATEWAY".into(),
+            data_dir: "./data".into(),
+            shutdown_grace: "30s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawDimse {
+    pub listen: String,
+    pub max_pdu_length: u32,
+    pub max_associations: usize,
+    pub establish_timeout: String,
+    pub message_timeout: String,
+    pub idle_timeout: String,
+    pub max_instance_size: String,
+    pub accept_unknown_ae: bool,
+    pub unknown_ae_site: String,
+}
+
+impl Default for RawDimse {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:11112".into(),
+            max_pdu_length: 65536,
+            max_associations: 32,
+            establish_timeout: "10s".into(),
+            message_timeout: "5m".into(),
+            idle_timeout: "2m".into(),
+            max_instance_size: "4GiB".into(),
+            accept_unknown_ae: false,
+            unknown_ae_site: "unknown".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawStore {
+    pub min_free_space: String,
+    pub duplicate_policy: String,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            min_free_space: "1GiB".into(),
+            duplicate_policy: "reject".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawMetrics {
+    pub listen: String,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawLogging {
+    pub format: String,
+    pub level: String,
+}
+
+impl Default for RawLogging {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawSite {
+    pub name: String,
+    pub ae_titles: Vec<String>,
+    pub allowed_peers: Vec<String>,
+}

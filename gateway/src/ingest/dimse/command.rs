@@ -1,0 +1,235 @@
+//! DIMSE command sets: decoding requests into [`DimseCommand`] and building
+//! responses. Command sets are always implicit VR little endian (PS3.7 6.3.1).
+
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+use dicom_object::InMemDicomObject;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+
+use crate::store::uid::trim_uid;
+
+/// Command Field values (PS3.7 E.1).
+pub mod command_field {
+    pub const C_STORE_RQ: u16 = 0x0001;
+    pub const C_STORE_RSP: u16 = 0x8001;
+    pub const C_ECHO_RQ: u16 = 0x0030;
+    pub const C_ECHO_RSP: u16 = 0x8030;
+    /// Set on every response Command Field.
+    pub const RESPONSE_BIT: u16 = 0x8000;
+}
+
+/// Command Data Set Type value meaning "no data set follows" (PS3.7 E.1).
+pub const DATA_SET_ABSENT: u16 = 0x0101;
+/// Implicit VR Little Endian, the transfer syntax of every command set.
+pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+/// Longest Error Comment (LO) we send.
+const ERROR_COMMENT_MAX: usize = 64;
+
+/// A decoded DIMSE request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DimseCommand {
+    Echo { message_id: u16, sop_class_uid: String },
+    Store { message_id: u16, sop_class_uid: String, sop_instance_uid: String, has_data_set: bool },
+    /// A command we do not perform; answered with 0x0211.
+    Unsupported { command_field: u16, message_id: u16, has_data_set: bool },
+}
+
+/// Why a command set could not be decoded. The association is aborted: we
+/// cannot even tell which message to answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("command set does not parse: {0}")]
+    Unparseable(String),
+    #[error("command set lacks {0}")]
+    Missing(&'static str),
+    #[error("command set has a response command field {0:#06x} where a request was expected")]
+    NotARequest(u16),
+}
+
+impl DimseCommand {
+    pub fn decode(bytes: &[u8]) -> Result<Self, CommandError> {
+        let ts = TransferSyntaxRegistry
+            .get(IMPLICIT_VR_LE)
+            .ok_or(CommandError::Unparseable("implicit VR little endian unavailable".into()))?;
+        let obj = InMemDicomObject::read_dataset_with_ts(bytes, ts)
+            .map_err(|e| CommandError::Unparseable(e.to_string()))?;
+        Self::from_command(&obj)
+    }
+
+    pub fn from_command(obj: &InMemDicomObject) -> Result<Self, CommandError> {
+        let u16_of = |tag: Tag| obj.get(tag).and_then(|e| e.to_int::<u16>().ok());
+        let uid_of = |tag: Tag| {
+            obj.get(tag)
+                .and_then(|e| e.to_str().ok())
+                .map(|s| trim_uid(&s).to_string())
+        };
+        let command_field = u16_of(tags::COMMAND_FIELD).ok_or(CommandError::Missing("Command Field"))?;
+        if command_field & command_field::RESPONSE_BIT != 0 {
+            return Err(CommandError::NotARequest(command_field));
+        }
+        let message_id = u16_of(tags::MESSAGE_ID).ok_or(CommandError::Missing("Message ID"))?;
+        let has_data_set = u16_of(tags::COMMAND_DATA_SET_TYPE)
+            .ok_or(CommandError::Missing("Command Data Set Type"))?
+            != DATA_SET_ABSENT;
+        Ok(match command_field {
+            command_field::C_ECHO_RQ => DimseCommand::Echo {
+                message_id,
+                sop_class_uid: uid_of(tags::AFFECTED_SOP_CLASS_UID).unwrap_or_default(),
+            },
+            command_field::C_STORE_RQ => DimseCommand::Store {
+                message_id,
+                sop_class_uid: uid_of(tags::AFFECTED_SOP_CLASS_UID)
+                    .ok_or(CommandError::Missing("Affected SOP Class UID"))?,
+                sop_instance_uid: uid_of(tags::AFFECTED_SOP_INSTANCE_UID)
+                    .ok_or(CommandError::Missing("Affected SOP Instance UID"))?,
+                has_data_set,
+            },
+            other => DimseCommand::Unsupported { command_field: other, message_id, has_data_set },
+        })
+    }
+
+    pub fn message_id(&self) -> u16 {
+        match self {
+            Self::Echo { message_id, .. }
+            | Self::Store { message_id, .. }
+            | Self::Unsupported { message_id, .. } => *message_id,
+        }
+    }
+
+    pub fn has_data_set(&self) -> bool {
+        match self {
+            Self::Echo { .. } => false,
+            Self::Store { has_data_set, .. } | Self::Unsupported { has_data_set, .. } => *has_data_set,
+        }
+    }
+
+    /// A bounded label for metrics.
+    pub fn as_label(&self) -> &'static str {
+        match self {
+            Self::Echo { .. } => "c_echo",
+            Self::Store { .. } => "c_store",
+            Self::Unsupported { .. } => "unsupported",
+        }
+    }
+}
+
+/// A response command set, ready to encode.
+pub struct Response<'a> {
+    pub command_field: u16,
+    pub message_id: u16,
+    pub sop_class_uid: Option<&'a str>,
+    pub sop_instance_uid: Option<&'a str>,
+    pub status: u16,
+    pub error_comment: Option<&'a str>,
+}
+
+impl Response<'_> {
+    /// Encodes the command set (with its group length) in implicit VR LE.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut elements = Vec::with_capacity(7);
+        if let Some(uid) = self.sop_class_uid {
+            elements.push(DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, PrimitiveValue::from(uid)));
+        }
+        elements.push(DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(self.command_field)));
+        elements.push(DataElement::new(
+            tags::MESSAGE_ID_BEING_RESPONDED_TO,
+            VR::US,
+            PrimitiveValue::from(self.message_id),
+        ));
+        elements.push(DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, PrimitiveValue::from(DATA_SET_ABSENT)));
+        elements.push(DataElement::new(tags::STATUS, VR::US, PrimitiveValue::from(self.status)));
+        if let Some(uid) = self.sop_instance_uid {
+            elements.push(DataElement::new(tags::AFFECTED_SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from(uid)));
+        }
+        if let Some(comment) = self.error_comment {
+            let comment: String = comment
+                .chars()
+                .filter(|c| c.is_ascii() && !c.is_ascii_control() && *c != '\\')
+                .take(ERROR_COMMENT_MAX)
+                .collect();
+            elements.push(DataElement::new(tags::ERROR_COMMENT, VR::LO, PrimitiveValue::from(comment)));
+        }
+        let obj = InMemDicomObject::command_from_element_iter(elements);
+        let mut out = Vec::with_capacity(256);
+        let ts = TransferSyntaxRegistry.get(IMPLICIT_VR_LE).expect("implicit VR LE is built in");
+        obj.write_dataset_with_ts(&mut out, ts).expect("writing to a Vec does not fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(field: u16, extra: Vec<InMemElementAlias>) -> Vec<u8> {
+        let mut elements = vec![
+            DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(field)),
+            DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(7u16)),
+            DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, PrimitiveValue::from(0x0000u16)),
+        ];
+        elements.extend(extra);
+        let obj = InMemDicomObject::command_from_element_iter(elements);
+        let mut out = Vec::new();
+        obj.write_dataset_with_ts(&mut out, TransferSyntaxRegistry.get(IMPLICIT_VR_LE).unwrap())
+            .unwrap();
+        out
+    }
+
+    type InMemElementAlias = dicom_object::mem::InMemElement;
+
+    #[test]
+    fn decodes_c_store_request() {
+        let bytes = request(
+            command_field::C_STORE_RQ,
+            vec![
+                DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, PrimitiveValue::from("1.2.840.10008.5.1.4.1.1.2\0")),
+                DataElement::new(tags::AFFECTED_SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from("1.2.3")),
+            ],
+        );
+        let command = DimseCommand::decode(&bytes).unwrap();
+        assert_eq!(
+            command,
+            DimseCommand::Store {
+                message_id: 7,
+                sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
+                sop_instance_uid: "1.2.3".into(),
+                has_data_set: true
+            }
+        );
+    }
+
+    #[test]
+    fn store_without_instance_uid_is_an_error() {
+        let bytes = request(command_field::C_STORE_RQ, vec![]);
+        assert!(matches!(DimseCommand::decode(&bytes), Err(CommandError::Missing(_))));
+    }
+
+    #[test]
+    fn unknown_commands_are_unsupported_not_errors() {
+        let bytes = request(0x0020, vec![]); // C-FIND-RQ
+        assert!(matches!(
+            DimseCommand::decode(&bytes).unwrap(),
+            DimseCommand::Unsupported { command_field: 0x0020, message_id: 7, has_data_set: true }
+        ));
+        assert!(DimseCommand::decode(b"\x01\x02garbage").is_err());
+    }
+
+    #[test]
+    fn response_round_trips() {
+        let bytes = Response {
+            command_field: command_field::C_ECHO_RSP,
+            message_id: 9,
+            sop_class_uid: Some("1.2.840.10008.1.1"),
+            sop_instance_uid: None,
+            status: 0,
+            error_comment: Some("fine\\\u{7}"),
+        }
+        .encode();
+        let ts = TransferSyntaxRegistry.get(IMPLICIT_VR_LE).unwrap();
+        let obj = InMemDicomObject::read_dataset_with_ts(&bytes[..], ts).unwrap();
+        assert_eq!(obj.get(tags::MESSAGE_ID_BEING_RESPONDED_TO).unwrap().to_int::<u16>().unwrap(), 9);
+        assert_eq!(obj.get(tags::ERROR_COMMENT).unwrap().to_str().unwrap().trim(), "fine");
+        assert!(obj.get(tags::COMMAND_GROUP_LENGTH).is_some());
+    }
+}

@@ -1,0 +1,65 @@
+//! DIMSE status codes (PS3.7 Annex C, PS3.4 B.2.3) and the one place where
+//! store errors become statuses.
+
+use crate::store::StoreError;
+
+pub const SUCCESS: u16 = 0x0000;
+/// General failure: a different object with this SOP Instance UID exists
+/// (PS3.7 C.5.8, "Duplicate SOP Instance"). Used by the `reject` duplicate policy.
+pub const DUPLICATE_SOP_INSTANCE: u16 = 0x0111;
+/// General failure: the SOP Instance UID in the command is not a valid UID.
+pub const INVALID_OBJECT_INSTANCE: u16 = 0x0117;
+/// General failure: the command's SOP class is not the presentation context's.
+pub const SOP_CLASS_NOT_SUPPORTED: u16 = 0x0122;
+/// General failure: a DIMSE command we do not perform.
+pub const UNRECOGNIZED_OPERATION: u16 = 0x0211;
+/// Storage: refused, out of resources (low disk space, write error).
+pub const REFUSED_OUT_OF_RESOURCES: u16 = 0xA700;
+/// Storage: refused, out of resources: the instance exceeds the size limit.
+/// (A700–A7FF are all "out of resources"; this code tells the two apart.)
+pub const REFUSED_INSTANCE_TOO_LARGE: u16 = 0xA701;
+/// Storage: error, data set does not match SOP class (here: the command's
+/// SOP Class/Instance UID differ from the data set's, or a required UID is missing).
+pub const ERROR_DATA_SET_MISMATCH: u16 = 0xA900;
+/// Storage: error, cannot understand (the data set does not parse).
+pub const ERROR_CANNOT_UNDERSTAND: u16 = 0xC000;
+
+/// The C-STORE status for a store error.
+pub fn store_error_status(error: &StoreError) -> u16 {
+    match error {
+        StoreError::LowDiskSpace { .. }
+        | StoreError::Write(_)
+        | StoreError::Index(_)
+        | StoreError::Commit(_)
+        | StoreError::ShuttingDown => REFUSED_OUT_OF_RESOURCES,
+        StoreError::TooLarge { .. } => REFUSED_INSTANCE_TOO_LARGE,
+        StoreError::Unreadable(_) => ERROR_CANNOT_UNDERSTAND,
+        StoreError::DuplicateConflict => DUPLICATE_SOP_INSTANCE,
+    }
+}
+
+/// A bounded label for a status: `success`, `warning` or `failure`.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        SUCCESS => "success",
+        0x0001 | 0xB000..=0xBFFF => "warning",
+        _ => "failure",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_map_to_their_families() {
+        let low = StoreError::LowDiskSpace { available: 1, required: 2 };
+        assert_eq!(store_error_status(&low) & 0xFF00, 0xA700);
+        assert_eq!(store_error_status(&StoreError::Write(std::io::Error::other("x"))), 0xA700);
+        assert_eq!(store_error_status(&StoreError::TooLarge { limit: 1 }) & 0xFF00, 0xA700);
+        assert_eq!(store_error_status(&StoreError::Unreadable("x".into())) & 0xF000, 0xC000);
+        assert_eq!(status_class(SUCCESS), "success");
+        assert_eq!(status_class(0xB000), "warning");
+        assert_eq!(status_class(ERROR_DATA_SET_MISMATCH), "failure");
+    }
+}

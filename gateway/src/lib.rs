@@ -1,0 +1,23 @@
+//! DICOM inference gateway.
+//!
+//! The pipeline, one way through:
+//!
+//! ```text
+//! modality ──C-STORE──▶ ingest::dimse ──▶ store (durable file + index) ──▶ …
+//! ```
+//!
+//! `ingest` receives instances and answers peers; `store` makes them durable
+//! (fsynced file, SQLite index) before any success is sent; `sites` decides
+//! who may send; `audit` records decisions in a hash-chained trail;
+//! `telemetry` holds tracing and Prometheus metrics; `config` turns TOML,
+//! environment and flags into one validated [`config::GatewayConfig`];
+//! `app` wires it all and runs it. See ARCHITECTURE.md for the full map.
+
+pub mod app;
+pub mod audit;
+pub mod config;
+pub mod ingest;
+pub mod sites;
+pub mod store;
+pub mod telemetry;
+pub mod time;

@@ -1,0 +1,174 @@
+//! The SQLite index: one row per stored instance.
+//!
+//! WAL mode with `synchronous = FULL`, so a committed transaction is on disk
+//! when `commit` returns: the committer relies on that before it
+//! acknowledges. Readers (QIDO-RS, the CLI, tests) open their own
+//! connections; WAL lets them read while the committer writes.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::attributes::IndexedAttributes;
+
+/// What the index records about where and how an instance arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexRow {
+    pub attributes: IndexedAttributes,
+    pub site: String,
+    pub calling_ae: String,
+    pub protocol: String,
+    pub received_at: String,
+    pub transfer_syntax_uid: String,
+    pub file_size: u64,
+    pub sha256: String,
+    /// Relative to the data directory.
+    pub path: String,
+}
+
+/// The small part of a row the committer needs to decide about a duplicate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingInstance {
+    pub sha256: String,
+    pub path: String,
+    pub file_size: u64,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS instances (
+    sop_instance_uid        TEXT PRIMARY KEY NOT NULL,
+    sop_class_uid           TEXT NOT NULL,
+    study_instance_uid      TEXT NOT NULL,
+    series_instance_uid     TEXT NOT NULL,
+    instance_number         INTEGER,
+    patient_id              TEXT,
+    patient_name            TEXT,
+    patient_birth_date      TEXT,
+    patient_sex             TEXT,
+    study_date              TEXT,
+    study_time              TEXT,
+    accession_number        TEXT,
+    study_description       TEXT,
+    study_id                TEXT,
+    referring_physician_name TEXT,
+    modality                TEXT,
+    series_number           INTEGER,
+    series_description      TEXT,
+    body_part_examined      TEXT,
+    protocol_name           TEXT,
+    manufacturer            TEXT,
+    manufacturer_model_name TEXT,
+    station_name            TEXT,
+    institution_name        TEXT,
+    site                    TEXT NOT NULL,
+    calling_ae              TEXT NOT NULL,
+    protocol                TEXT NOT NULL,
+    received_at             TEXT NOT NULL,
+    transfer_syntax_uid     TEXT NOT NULL,
+    file_size               INTEGER NOT NULL,
+    sha256                  TEXT NOT NULL,
+    path                    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS instances_study ON instances (study_instance_uid);
+CREATE INDEX IF NOT EXISTS instances_series ON instances (series_instance_uid);
+CREATE INDEX IF NOT EXISTS instances_patient ON instances (patient_id);
+CREATE INDEX IF NOT EXISTS instances_study_date ON instances (study_date);
+CREATE INDEX IF NOT EXISTS instances_site ON instances (site, received_at);
+"#;
+
+/// Opens (creating if needed) the index with the pragmas durability needs.
+pub fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.execute_batch(SCHEMA)?;
+    crate::audit::create_schema(&conn)?;
+    Ok(conn)
+}
+
+pub fn find(conn: &Connection, sop_instance_uid: &str) -> rusqlite::Result<Option<ExistingInstance>> {
+    conn.query_row(
+        "SELECT sha256, path, file_size FROM instances WHERE sop_instance_uid = ?1",
+        [sop_instance_uid],
+        |r| {
+            Ok(ExistingInstance {
+                sha256: r.get(0)?,
+                path: r.get(1)?,
+                file_size: r.get::<_, i64>(2)? as u64,
+            })
+        },
+    )
+    .optional()
+}
+
+/// Inserts or replaces the row for `row.attributes.sop_instance_uid`.
+pub fn upsert(tx: &Transaction<'_>, row: &IndexRow) -> rusqlite::Result<()> {
+    let a = &row.attributes;
+    tx.execute(
+        r#"INSERT OR REPLACE INTO instances (
+            sop_instance_uid, sop_class_uid, study_instance_uid, series_instance_uid,
+            instance_number, patient_id, patient_name, patient_birth_date, patient_sex,
+            study_date, study_time, accession_number, study_description, study_id,
+            referring_physician_name, modality, series_number, series_description,
+            body_part_examined, protocol_name, manufacturer, manufacturer_model_name,
+            station_name, institution_name, site, calling_ae, protocol, received_at,
+            transfer_syntax_uid, file_size, sha256, path
+        ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                  ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30,
+                  ?31, ?32)"#,
+        params![
+            a.sop_instance_uid,
+            a.sop_class_uid,
+            a.study_instance_uid,
+            a.series_instance_uid,
+            a.instance_number,
+            a.patient_id,
+            a.patient_name,
+            a.patient_birth_date,
+            a.patient_sex,
+            a.study_date,
+            a.study_time,
+            a.accession_number,
+            a.study_description,
+            a.study_id,
+            a.referring_physician_name,
+            a.modality,
+            a.series_number,
+            a.series_description,
+            a.body_part_examined,
+            a.protocol_name,
+            a.manufacturer,
+            a.manufacturer_model_name,
+            a.station_name,
+            a.institution_name,
+            row.site,
+            row.calling_ae,
+            row.protocol,
+            row.received_at,
+            row.transfer_syntax_uid,
+            row.file_size as i64,
+            row.sha256,
+            row.path,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Every (sop_instance_uid, path, file_size) in the index, for reconciliation.
+pub fn all_paths(conn: &Connection) -> rusqlite::Result<Vec<(String, String, u64)>> {
+    let mut stmt = conn.prepare("SELECT sop_instance_uid, path, file_size FROM instances")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
+    rows.collect()
+}
+
+pub fn delete(tx: &Transaction<'_>, sop_instance_uid: &str) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM instances WHERE sop_instance_uid = ?1", [sop_instance_uid])?;
+    Ok(())
+}
+
+pub fn count(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT COUNT(*) FROM instances", [], |r| r.get::<_, i64>(0))
+        .map(|n| n as u64)
+}

@@ -1,0 +1,125 @@
+//! Start-up repair after an unclean stop (power loss, `kill -9`).
+//!
+//! Invariant being restored: every index row points at a complete file, and
+//! every file under `instances/` has an index row. Temp files of interrupted
+//! receives were never acknowledged and are removed. A file renamed into
+//! place whose index commit never happened was never acknowledged either; it
+//! is moved to `orphans/` rather than deleted, and reported. A row whose
+//! file is missing or has the wrong size is removed and audited.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+use super::index;
+use super::layout::Layout;
+use super::StoreError;
+use crate::audit::{self, AuditEntry};
+
+/// What reconciliation found and did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub temp_files_removed: usize,
+    pub rows_without_file: usize,
+    pub rows_with_wrong_size: usize,
+    pub files_without_row: usize,
+    pub indexed_instances: u64,
+}
+
+impl ReconcileReport {
+    pub fn repaired_anything(&self) -> bool {
+        self.rows_without_file + self.rows_with_wrong_size + self.files_without_row > 0
+    }
+}
+
+pub(super) fn reconcile(conn: &mut Connection, layout: &Layout) -> Result<ReconcileReport, StoreError> {
+    let mut report = ReconcileReport::default();
+
+    for entry in std::fs::read_dir(layout.tmp_dir()).map_err(StoreError::Write)? {
+        let path = entry.map_err(StoreError::Write)?.path();
+        if path.is_file() {
+            std::fs::remove_file(&path).map_err(StoreError::Write)?;
+            report.temp_files_removed += 1;
+        }
+    }
+
+    let rows = index::all_paths(conn).map_err(StoreError::Index)?;
+    let mut known = std::collections::HashSet::with_capacity(rows.len());
+    let tx = conn.transaction().map_err(StoreError::Index)?;
+    for (sop_uid, relative, size) in rows {
+        let path = layout.absolute(Path::new(&relative));
+        let problem = match std::fs::metadata(&path) {
+            Err(_) => {
+                report.rows_without_file += 1;
+                Some("file missing")
+            }
+            Ok(meta) if meta.len() != size => {
+                report.rows_with_wrong_size += 1;
+                Some("file size differs from the index")
+            }
+            Ok(_) => None,
+        };
+        match problem {
+            None => {
+                known.insert(path);
+            }
+            Some(problem) => {
+                index::delete(&tx, &sop_uid).map_err(StoreError::Index)?;
+                audit::append(
+                    &tx,
+                    &AuditEntry {
+                        actor: "system".into(),
+                        action: "store.reconcile_removed_row".into(),
+                        detail: serde_json::json!({"sop_instance_uid": sop_uid, "path": relative, "problem": problem}),
+                    },
+                )
+                .map_err(StoreError::Index)?;
+            }
+        }
+    }
+
+    let orphans_dir = layout.root().join("orphans");
+    for path in dicom_files(&layout.instances_dir()) {
+        if known.contains(&path) {
+            continue;
+        }
+        std::fs::create_dir_all(&orphans_dir).map_err(StoreError::Write)?;
+        let name = path.file_name().map(|n| n.to_owned()).unwrap_or_default();
+        let target = orphans_dir.join(name);
+        std::fs::rename(&path, &target).map_err(StoreError::Write)?;
+        report.files_without_row += 1;
+        audit::append(
+            &tx,
+            &AuditEntry {
+                actor: "system".into(),
+                action: "store.reconcile_orphan_file".into(),
+                detail: serde_json::json!({
+                    "from": path.strip_prefix(layout.root()).unwrap_or(&path).display().to_string(),
+                    "to": target.strip_prefix(layout.root()).unwrap_or(&target).display().to_string(),
+                }),
+            },
+        )
+        .map_err(StoreError::Index)?;
+    }
+    tx.commit().map_err(StoreError::Index)?;
+    report.indexed_instances = index::count(conn).map_err(StoreError::Index)?;
+    Ok(report)
+}
+
+/// Every `*.dcm` under `dir`, recursively.
+fn dicom_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "dcm") {
+                found.push(path);
+            }
+        }
+    }
+    found
+}

@@ -1,0 +1,31 @@
+//! Observability for every stage: tracing set-up and Prometheus metrics.
+//!
+//! Nothing here ever sees patient data: spans and metric labels carry sites,
+//! AE titles, modalities and outcomes only (bounded sets), never names, IDs,
+//! birth dates or UIDs.
+
+mod metrics;
+mod metrics_http;
+
+pub use metrics::{Metrics, modality_label};
+pub use metrics_http::serve_metrics;
+
+use crate::config::LoggingConfig;
+
+/// Installs the global tracing subscriber. `RUST_LOG` wins over the config.
+pub fn init_tracing(logging: &LoggingConfig) {
+    use tracing_subscriber::EnvFilter;
+    // The JPEG 2000 decoder is chatty at info level.
+    let default = format!("{},jpeg2k=warn", logging.level);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // A second init (tests) is harmless: keep the first subscriber.
+    let _ = if logging.json {
+        builder.json().flatten_event(true).with_current_span(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}

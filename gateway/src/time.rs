@@ -1,0 +1,13 @@
+//! UTC timestamps for the index and the audit trail.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Now as RFC 3339 UTC with microseconds, e.g. `2026-11-21T20:31:02.123456Z`.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
+}
+
+/// Nanoseconds since the Unix epoch, for unique file suffixes.
+pub fn unix_nanos() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
