@@ -46,7 +46,11 @@ pub async fn run(config: GatewayConfig, shutdown: impl Future<Output = ()>) -> a
     let metrics_handle = metrics_server.handle();
     let metrics_task = tokio::spawn(metrics_server);
 
-    let listeners = Listeners { dimse: dimse_addr, metrics: metrics_addr, pid: std::process::id() };
+    let listeners = Listeners {
+        dimse: dimse_addr,
+        metrics: metrics_addr,
+        pid: std::process::id(),
+    };
     let listeners_path = config.data_dir.join(LISTENERS_FILE);
     std::fs::write(&listeners_path, serde_json::to_vec_pretty(&listeners)?)
         .with_context(|| format!("cannot write {}", listeners_path.display()))?;

@@ -75,7 +75,10 @@ fn main() -> ExitCode {
                 }
             };
             telemetry::init_tracing(&config.logging);
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(runtime) => runtime,
                 Err(e) => {
                     eprintln!("cannot start the async runtime: {e}");

@@ -45,7 +45,11 @@ impl SiteRegistry {
         let by_ae_title = config
             .sites
             .iter()
-            .flat_map(|site| site.ae_titles.iter().map(move |t| (t.clone(), site.clone())))
+            .flat_map(|site| {
+                site.ae_titles
+                    .iter()
+                    .map(move |t| (t.clone(), site.clone()))
+            })
             .collect();
         Self {
             our_ae_title: config.ae_title.trim().to_string(),
@@ -79,8 +83,7 @@ impl SiteRegistry {
 
     /// Every site name, for pre-registering metric label values.
     pub fn site_names(&self) -> Vec<String> {
-        let mut names: Vec<String> =
-            self.by_ae_title.values().map(|s| s.name.clone()).collect();
+        let mut names: Vec<String> = self.by_ae_title.values().map(|s| s.name.clone()).collect();
         names.extend(self.unknown_ae_site.clone());
         names.sort();
         names.dedup();
@@ -119,9 +122,12 @@ mod tests {
             ae_titles = ["MOBILE"]
             "#
         );
-        let config =
-            load_from_str(&text, Vec::<(String, String)>::new(), &CliOverrides::default())
-                .unwrap();
+        let config = load_from_str(
+            &text,
+            Vec::<(String, String)>::new(),
+            &CliOverrides::default(),
+        )
+        .unwrap();
         SiteRegistry::from_config(&config)
     }
 
@@ -130,10 +136,16 @@ mod tests {
         let r = registry("");
         let peer: IpAddr = "10.1.2.3".parse().unwrap();
         assert_eq!(r.resolve("CT-NORTH", "GATEWAY", peer), Ok("north".into()));
-        assert_eq!(r.resolve("  MR-NORTH ", "GATEWAY  ", peer), Ok("north".into()));
+        assert_eq!(
+            r.resolve("  MR-NORTH ", "GATEWAY  ", peer),
+            Ok("north".into())
+        );
         let mapped: IpAddr = "::ffff:10.1.9.9".parse().unwrap();
         assert_eq!(r.resolve("CT-NORTH", "GATEWAY", mapped), Ok("north".into()));
-        assert_eq!(r.resolve("MOBILE", "GATEWAY", "192.0.2.1".parse().unwrap()), Ok("anywhere".into()));
+        assert_eq!(
+            r.resolve("MOBILE", "GATEWAY", "192.0.2.1".parse().unwrap()),
+            Ok("anywhere".into())
+        );
     }
 
     #[test]
@@ -141,9 +153,18 @@ mod tests {
         let r = registry("");
         let inside: IpAddr = "10.1.2.3".parse().unwrap();
         let outside: IpAddr = "10.2.2.3".parse().unwrap();
-        assert_eq!(r.resolve("CT-NORTH", "OTHER", inside), Err(SiteRejection::WrongCalledAe));
-        assert_eq!(r.resolve("NOBODY", "GATEWAY", inside), Err(SiteRejection::UnknownCallingAe));
-        assert_eq!(r.resolve("CT-NORTH", "GATEWAY", outside), Err(SiteRejection::AddressNotAllowed));
+        assert_eq!(
+            r.resolve("CT-NORTH", "OTHER", inside),
+            Err(SiteRejection::WrongCalledAe)
+        );
+        assert_eq!(
+            r.resolve("NOBODY", "GATEWAY", inside),
+            Err(SiteRejection::UnknownCallingAe)
+        );
+        assert_eq!(
+            r.resolve("CT-NORTH", "GATEWAY", outside),
+            Err(SiteRejection::AddressNotAllowed)
+        );
     }
 
     #[test]
@@ -152,6 +173,9 @@ mod tests {
         let peer: IpAddr = "192.0.2.7".parse().unwrap();
         assert_eq!(r.resolve("NOBODY", "GATEWAY", peer), Ok("walk-in".into()));
         // A known AE from the wrong address is still rejected.
-        assert_eq!(r.resolve("CT-NORTH", "GATEWAY", peer), Err(SiteRejection::AddressNotAllowed));
+        assert_eq!(
+            r.resolve("CT-NORTH", "GATEWAY", peer),
+            Err(SiteRejection::AddressNotAllowed)
+        );
     }
 }

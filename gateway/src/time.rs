@@ -9,5 +9,8 @@ pub fn now_rfc3339() -> String {
 
 /// Nanoseconds since the Unix epoch, for unique file suffixes.
 pub fn unix_nanos() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }

@@ -16,5 +16,5 @@ pub mod run;
 pub mod scu;
 pub mod synth;
 
-// pub use scu::{ScuError, ScuOptions, StoreAck, StoreClient};
+pub use scu::{ScuError, ScuOptions, StoreAck, StoreClient};
 pub use synth::{SeriesSpec, SynthError, SynthInstance, SynthModality, generate_series};

@@ -1,0 +1,300 @@
+//! End-to-end harness: starts the real `dicom-gateway` binary on free ports
+//! in a temp directory and drives it with real DICOM peers (dcmtk tools and
+//! our own SCU from `dicom-loadtest`).
+//!
+//! ```no_run
+//! # use gateway_e2e::*;
+//! let gw = TestGateway::start("");
+//! let out = dcmtk("echoscu").args(gw.echoscu_args("DEMO-SCU")).output().unwrap();
+//! assert!(out.status.success());
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+/// The gateway config every test starts from: loopback, free ports, the demo
+/// site, short timeouts so failure paths finish quickly. `extra` is appended.
+pub fn base_config(extra: &str) -> String {
+    format!(
+        r#"
+[gateway]
+ae_title = "GATEWAY"
+shutdown_grace = "10s"
+
+[dimse]
+listen = "127.0.0.1:0"
+max_pdu_length = 65536
+max_associations = 16
+establish_timeout = "5s"
+message_timeout = "20s"
+idle_timeout = "20s"
+
+[store]
+min_free_space = "1MiB"
+
+[metrics]
+listen = "127.0.0.1:0"
+
+[logging]
+level = "info"
+
+[[sites]]
+name = "demo"
+ae_titles = ["DEMO-SCU"]
+allowed_peers = ["127.0.0.0/8", "::1/128"]
+
+{extra}
+"#
+    )
+}
+
+/// A running gateway process in its own temp directory.
+pub struct TestGateway {
+    child: Option<Child>,
+    /// Holds the data directory; deleted on drop.
+    dir: tempfile::TempDir,
+    config_text: String,
+    pub dimse: SocketAddr,
+    pub metrics: SocketAddr,
+}
+
+impl TestGateway {
+    /// Starts a gateway on `base_config(extra)`.
+    pub fn start(extra: &str) -> Self {
+        Self::start_with_config(base_config(extra))
+    }
+
+    /// Starts a gateway on exactly `config_text` (data dir and ports are
+    /// always set by the harness).
+    pub fn start_with_config(config_text: String) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut gw = Self {
+            child: None,
+            dir,
+            config_text,
+            dimse: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        gw.spawn();
+        gw
+    }
+
+    fn spawn(&mut self) {
+        let config_path = self.dir.path().join("gateway.toml");
+        std::fs::write(&config_path, &self.config_text).expect("write config");
+        let listeners = self.data_dir().join("listeners.json");
+        let _ = std::fs::remove_file(&listeners);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("gateway.log"))
+            .expect("log file");
+        let child = Command::new(gateway_binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start dicom-gateway");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&listeners) {
+                if let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) {
+                    self.dimse = value["dimse"].as_str().unwrap().parse().unwrap();
+                    self.metrics = value["metrics"].as_str().unwrap().parse().unwrap();
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "gateway exited during start-up ({status}); log:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway did not start; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    /// `kill -9`: no chance to flush or clean up.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill -9");
+            child.wait().expect("reap");
+        }
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("gateway running");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("SIGTERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the gateway again on the same data directory and config.
+    pub fn restart(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "stop the gateway before restarting it"
+        );
+        self.spawn();
+    }
+
+    /// A read-only connection to the index.
+    pub fn index(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.data_dir().join("index.sqlite"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open index")
+    }
+
+    pub fn indexed_count(&self) -> i64 {
+        self.index()
+            .query_row("SELECT COUNT(*) FROM instances", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// (path, sha256) recorded for a SOP Instance UID.
+    pub fn indexed(&self, sop_instance_uid: &str) -> Option<(PathBuf, String)> {
+        self.index()
+            .query_row(
+                "SELECT path, sha256 FROM instances WHERE sop_instance_uid = ?1",
+                [sop_instance_uid],
+                |r| Ok((self.data_dir().join(r.get::<_, String>(0)?), r.get(1)?)),
+            )
+            .ok()
+    }
+
+    /// `GET /metrics` over plain HTTP/1.0.
+    pub fn metrics_text(&self) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.metrics).expect("connect metrics");
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    }
+
+    /// The value of one metric sample line (exact label set), or 0.
+    pub fn metric(&self, name_and_labels: &str) -> f64 {
+        self.metrics_text()
+            .lines()
+            .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Arguments for dcmtk tools: `-aet AE -aec GATEWAY 127.0.0.1 PORT`.
+    pub fn dcmtk_args(&self, calling_ae: &str) -> Vec<String> {
+        vec![
+            "-aet".into(),
+            calling_ae.into(),
+            "-aec".into(),
+            "GATEWAY".into(),
+            self.dimse.ip().to_string(),
+            self.dimse.port().to_string(),
+        ]
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- gateway log ---\n{}", self.log());
+        }
+    }
+}
+
+/// The gateway binary next to this test executable (`target/<profile>/`),
+/// or `$DICOM_GATEWAY_BIN`.
+pub fn gateway_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("DICOM_GATEWAY_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let bin = profile_dir.join("dicom-gateway");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (cargo build -p dicom-gateway), as scripts/test.sh does",
+        bin.display()
+    );
+    bin
+}
+
+/// A dcmtk tool from Debian's package (pip's pynetdicom installs scripts of
+/// the same names, so the path is explicit), with Nagle off.
+pub fn dcmtk(tool: &str) -> Command {
+    let mut command = Command::new(Path::new("/usr/bin").join(tool));
+    command.env("TCP_NODELAY", "1");
+    command
+}
+
+pub fn sha256_file(path: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).expect("read file")))
+}
+
+/// Writes `instances` as Part 10 files into `dir`, returning their paths.
+pub fn write_part10_files(
+    dir: &Path,
+    instances: &[dicom_loadtest::synth::SynthInstance],
+) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    instances
+        .iter()
+        .enumerate()
+        .map(|(i, inst)| {
+            let path = dir.join(format!("{i:05}.dcm"));
+            std::fs::write(&path, inst.to_part10().expect("encode part 10")).unwrap();
+            path
+        })
+        .collect()
+}

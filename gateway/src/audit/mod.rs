@@ -43,9 +43,11 @@ pub struct AuditEntry {
 /// Appends `entry` inside `tx`, chained to the last entry.
 pub fn append(tx: &Transaction<'_>, entry: &AuditEntry) -> rusqlite::Result<i64> {
     let last: Option<(i64, String)> = tx
-        .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()?;
     let (seq, prev_hash) = match last {
         Some((seq, hash)) => (seq + 1, hash),
@@ -81,17 +83,36 @@ pub struct ChainBreak {
 
 /// Walks the whole trail; returns the number of entries or the first break.
 pub fn verify(conn: &Connection) -> rusqlite::Result<Result<u64, ChainBreak>> {
-    let mut stmt =
-        conn.prepare("SELECT seq, at, actor, action, detail, prev_hash, hash FROM audit ORDER BY seq")?;
+    let mut stmt = conn.prepare(
+        "SELECT seq, at, actor, action, detail, prev_hash, hash FROM audit ORDER BY seq",
+    )?;
     let mut rows = stmt.query([])?;
     let mut expected_prev = GENESIS.to_string();
     let mut expected_seq = 1;
     let mut count = 0;
     while let Some(r) = rows.next()? {
         let seq: i64 = r.get(0)?;
-        let (at, actor, action, detail, prev, hash): (String, String, String, String, String, String) =
-            (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?);
-        let fail = |reason: &str| Ok(Err(ChainBreak { seq, reason: reason.to_string() }));
+        let (at, actor, action, detail, prev, hash): (
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+        ) = (
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+        );
+        let fail = |reason: &str| {
+            Ok(Err(ChainBreak {
+                seq,
+                reason: reason.to_string(),
+            }))
+        };
         if seq != expected_seq {
             return fail("sequence gap: an entry was deleted or inserted");
         }
@@ -131,7 +152,8 @@ mod tests {
         tx.commit().unwrap();
         assert_eq!(verify(&conn).unwrap(), Ok(3));
 
-        conn.execute("UPDATE audit SET detail = '{\"n\":99}' WHERE seq = 2", []).unwrap();
+        conn.execute("UPDATE audit SET detail = '{\"n\":99}' WHERE seq = 2", [])
+            .unwrap();
         let broken = verify(&conn).unwrap().unwrap_err();
         assert_eq!(broken.seq, 2);
         assert!(broken.reason.contains("modified"));

@@ -38,7 +38,9 @@ pub fn apply_overrides(
 fn parse_value(raw: &str) -> Value {
     // `v = <raw>` parses for numbers, booleans, arrays and quoted strings.
     match format!("v = {raw}").parse::<Table>() {
-        Ok(mut table) => table.remove("v").unwrap_or_else(|| Value::String(raw.into())),
+        Ok(mut table) => table
+            .remove("v")
+            .unwrap_or_else(|| Value::String(raw.into())),
         Err(_) => Value::String(raw.to_string()),
     }
 }
@@ -68,9 +70,15 @@ mod tests {
         let problems = apply_overrides(
             &mut tree,
             [
-                ("DICOM_GATEWAY__DIMSE__LISTEN".into(), "127.0.0.1:104".into()),
+                (
+                    "DICOM_GATEWAY__DIMSE__LISTEN".into(),
+                    "127.0.0.1:104".into(),
+                ),
                 ("DICOM_GATEWAY__DIMSE__MAX_ASSOCIATIONS".into(), "4".into()),
-                ("DICOM_GATEWAY__STORE__DUPLICATE_POLICY".into(), "replace".into()),
+                (
+                    "DICOM_GATEWAY__STORE__DUPLICATE_POLICY".into(),
+                    "replace".into(),
+                ),
                 ("UNRELATED".into(), "x".into()),
             ],
         );

@@ -1,7 +1,11 @@
 use super::*;
 
 fn load_text(text: &str) -> Result<GatewayConfig, ConfigError> {
-    load_from_str(text, Vec::<(String, String)>::new(), &CliOverrides::default())
+    load_from_str(
+        text,
+        Vec::<(String, String)>::new(),
+        &CliOverrides::default(),
+    )
 }
 
 #[test]
@@ -12,8 +16,15 @@ fn embedded_default_is_valid_and_has_the_demo_site() {
     assert_eq!(config.dimse.listen, "0.0.0.0:11112".parse().unwrap());
     let demo = config.site("demo").expect("demo site");
     assert_eq!(demo.ae_titles, vec!["DEMO-SCU".to_string()]);
-    assert!(demo.allowed_peers.iter().any(|n| n.contains(&"127.0.0.1".parse::<std::net::IpAddr>().unwrap())));
-    assert_eq!(config.dimse.unknown_ae_site, None, "unknown AEs are off by default");
+    assert!(
+        demo.allowed_peers
+            .iter()
+            .any(|n| n.contains(&"127.0.0.1".parse::<std::net::IpAddr>().unwrap()))
+    );
+    assert_eq!(
+        config.dimse.unknown_ae_site, None,
+        "unknown AEs are off by default"
+    );
     assert_eq!(config.store.duplicate_policy, DuplicatePolicy::Reject);
 }
 
@@ -63,15 +74,27 @@ fn ae_title_shared_by_two_sites_is_rejected() {
         ae_titles = ["CT1"]
     "#;
     let err = load_text(text).unwrap_err();
-    assert!(err.0.iter().any(|p| p.contains("more than one site")), "{err}");
+    assert!(
+        err.0.iter().any(|p| p.contains("more than one site")),
+        "{err}"
+    );
 }
 
 #[test]
 fn environment_then_cli_override_the_file() {
     let vars = vec![
-        ("DICOM_GATEWAY__DIMSE__LISTEN".to_string(), "127.0.0.1:2000".to_string()),
-        ("DICOM_GATEWAY__STORE__DUPLICATE_POLICY".to_string(), "replace".to_string()),
-        ("DICOM_GATEWAY__METRICS__LISTEN".to_string(), "127.0.0.1:3000".to_string()),
+        (
+            "DICOM_GATEWAY__DIMSE__LISTEN".to_string(),
+            "127.0.0.1:2000".to_string(),
+        ),
+        (
+            "DICOM_GATEWAY__STORE__DUPLICATE_POLICY".to_string(),
+            "replace".to_string(),
+        ),
+        (
+            "DICOM_GATEWAY__METRICS__LISTEN".to_string(),
+            "127.0.0.1:3000".to_string(),
+        ),
     ];
     let cli = CliOverrides {
         metrics_addr: Some("127.0.0.1:4000".parse().unwrap()),

@@ -39,17 +39,24 @@ impl Problems {
                 Duration::from_secs(1)
             }
             Err(e) => {
-                self.push(format!("{key}: `{value}` is not a duration like \"10s\" ({e})"));
+                self.push(format!(
+                    "{key}: `{value}` is not a duration like \"10s\" ({e})"
+                ));
                 Duration::from_secs(1)
             }
         }
     }
 
     fn size(&mut self, key: &str, value: &str) -> u64 {
-        value.parse::<bytesize::ByteSize>().map(|s| s.as_u64()).unwrap_or_else(|e| {
-            self.push(format!("{key}: `{value}` is not a size like \"512MiB\" ({e})"));
-            0
-        })
+        value
+            .parse::<bytesize::ByteSize>()
+            .map(|s| s.as_u64())
+            .unwrap_or_else(|e| {
+                self.push(format!(
+                    "{key}: `{value}` is not a size like \"512MiB\" ({e})"
+                ));
+                0
+            })
     }
 
     fn ae_title(&mut self, key: &str, value: &str) {
@@ -68,7 +75,10 @@ pub fn check_ae_title(value: &str) -> Result<(), &'static str> {
     if value.len() > 16 {
         return Err("is longer than 16 characters");
     }
-    if !value.chars().all(|c| c.is_ascii() && !c.is_ascii_control() && c != '\\') {
+    if !value
+        .chars()
+        .all(|c| c.is_ascii() && !c.is_ascii_control() && c != '\\')
+    {
         return Err("has characters outside the DICOM default repertoire");
     }
     Ok(())
@@ -127,7 +137,10 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> Result<GatewayConf
     }
     let unknown_ae_site = if d.accept_unknown_ae {
         if let Err(why) = check_site_name(&d.unknown_ae_site) {
-            p.push(format!("dimse.unknown_ae_site: `{}` {why}", d.unknown_ae_site));
+            p.push(format!(
+                "dimse.unknown_ae_site: `{}` {why}",
+                d.unknown_ae_site
+            ));
         }
         Some(d.unknown_ae_site.clone())
     } else {
@@ -169,12 +182,17 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> Result<GatewayConf
         "text" => false,
         "json" => true,
         other => {
-            p.push(format!("logging.format: `{other}` is not one of \"text\", \"json\""));
+            p.push(format!(
+                "logging.format: `{other}` is not one of \"text\", \"json\""
+            ));
             false
         }
     };
     if tracing_subscriber::EnvFilter::try_new(&raw.logging.level).is_err() {
-        p.push(format!("logging.level: `{}` is not a valid filter", raw.logging.level));
+        p.push(format!(
+            "logging.level: `{}` is not a valid filter",
+            raw.logging.level
+        ));
     }
 
     let sites = validate_sites(&raw, &mut p);
@@ -186,8 +204,13 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> Result<GatewayConf
             shutdown_grace,
             dimse,
             store,
-            metrics: MetricsConfig { listen: metrics_listen },
-            logging: LoggingConfig { json, level: raw.logging.level.clone() },
+            metrics: MetricsConfig {
+                listen: metrics_listen,
+            },
+            logging: LoggingConfig {
+                json,
+                level: raw.logging.level.clone(),
+            },
             sites,
             effective,
         })
@@ -209,7 +232,10 @@ fn validate_sites(raw: &RawConfig, p: &mut Problems) -> Vec<SiteConfig> {
             p.push(format!("{key}.name: site `{}` is defined twice", site.name));
         }
         if site.ae_titles.is_empty() {
-            p.push(format!("{key}.ae_titles: site `{}` lists no AE title", site.name));
+            p.push(format!(
+                "{key}.ae_titles: site `{}` lists no AE title",
+                site.name
+            ));
         }
         for title in &site.ae_titles {
             p.ae_title(&format!("{key}.ae_titles"), title);
@@ -230,11 +256,19 @@ fn validate_sites(raw: &RawConfig, p: &mut Problems) -> Vec<SiteConfig> {
         }
         sites.push(SiteConfig {
             name: site.name.clone(),
-            ae_titles: site.ae_titles.iter().map(|t| t.trim().to_string()).collect(),
+            ae_titles: site
+                .ae_titles
+                .iter()
+                .map(|t| t.trim().to_string())
+                .collect(),
             allowed_peers,
         });
     }
-    if let Some(unknown) = raw.dimse.accept_unknown_ae.then_some(&raw.dimse.unknown_ae_site) {
+    if let Some(unknown) = raw
+        .dimse
+        .accept_unknown_ae
+        .then_some(&raw.dimse.unknown_ae_site)
+    {
         if names.contains(unknown) {
             p.push(format!(
                 "dimse.unknown_ae_site: `{unknown}` is also a configured site; pick a separate name"

@@ -48,7 +48,11 @@ impl IndexedAttributes {
             let value = value.trim_matches(|c: char| c == '\0' || c.is_whitespace());
             (!value.is_empty()).then(|| value.to_string())
         };
-        let uid = |tag: Tag| -> String { text(tag).map(|v| trim_uid(&v).to_string()).unwrap_or_default() };
+        let uid = |tag: Tag| -> String {
+            text(tag)
+                .map(|v| trim_uid(&v).to_string())
+                .unwrap_or_default()
+        };
         let integer = |tag: Tag| -> Option<i64> { text(tag)?.parse().ok() };
         Self {
             sop_class_uid: uid(tags::SOP_CLASS_UID),
@@ -87,10 +91,26 @@ mod tests {
     #[test]
     fn reads_and_trims_attributes() {
         let mut obj = InMemDicomObject::new_empty();
-        obj.put(DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from("1.2.3\0")));
-        obj.put(DataElement::new(tags::MODALITY, VR::CS, PrimitiveValue::from("CT ")));
-        obj.put(DataElement::new(tags::INSTANCE_NUMBER, VR::IS, PrimitiveValue::from("12 ")));
-        obj.put(DataElement::new(tags::BODY_PART_EXAMINED, VR::CS, PrimitiveValue::from("")));
+        obj.put(DataElement::new(
+            tags::SOP_INSTANCE_UID,
+            VR::UI,
+            PrimitiveValue::from("1.2.3\0"),
+        ));
+        obj.put(DataElement::new(
+            tags::MODALITY,
+            VR::CS,
+            PrimitiveValue::from("CT "),
+        ));
+        obj.put(DataElement::new(
+            tags::INSTANCE_NUMBER,
+            VR::IS,
+            PrimitiveValue::from("12 "),
+        ));
+        obj.put(DataElement::new(
+            tags::BODY_PART_EXAMINED,
+            VR::CS,
+            PrimitiveValue::from(""),
+        ));
         let attrs = IndexedAttributes::from_object(&obj);
         assert_eq!(attrs.sop_instance_uid, "1.2.3");
         assert_eq!(attrs.modality.as_deref(), Some("CT"));

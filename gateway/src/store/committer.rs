@@ -44,7 +44,11 @@ pub(super) struct Committer {
 
 /// What one request will become once the transaction commits.
 enum Plan {
-    Insert { row: IndexRow, outcome: CommitOutcome, audit: Option<AuditEntry> },
+    Insert {
+        row: IndexRow,
+        outcome: CommitOutcome,
+        audit: Option<AuditEntry>,
+    },
     Answer(Result<StoredInstance, StoreError>),
 }
 
@@ -59,7 +63,10 @@ impl Committer {
                     Err(_) => break,
                 }
             }
-            self.metrics.store_batch_instances.with_label_values(&[] as &[&str]).observe(batch.len() as f64);
+            self.metrics
+                .store_batch_instances
+                .with_label_values(&[] as &[&str])
+                .observe(batch.len() as f64);
             self.commit_batch(batch);
         }
     }
@@ -77,7 +84,9 @@ impl Committer {
         }
 
         let synced = dirs.iter().try_for_each(|dir| fsync_dir(dir));
-        let committed = synced.map_err(StoreError::Write).and_then(|()| self.write_rows(&plans));
+        let committed = synced
+            .map_err(StoreError::Write)
+            .and_then(|()| self.write_rows(&plans));
 
         for (plan, (reply, received_at)) in plans.into_iter().zip(replies) {
             let answer = match plan {
@@ -181,7 +190,9 @@ impl Committer {
                     let old = self.layout.absolute(Path::new(&existing.path));
                     let keep = self.layout.superseded_dir().join(format!(
                         "{}.{}.dcm",
-                        old.file_stem().and_then(|s| s.to_str()).unwrap_or("instance"),
+                        old.file_stem()
+                            .and_then(|s| s.to_str())
+                            .unwrap_or("instance"),
                         crate::time::unix_nanos()
                     ));
                     if let Err(e) = std::fs::rename(&old, &keep) {
@@ -192,8 +203,12 @@ impl Committer {
                     dirs.extend(old.parent().map(Path::to_path_buf));
                     outcome = CommitOutcome::Replaced;
                     let mut detail = detail;
-                    detail["superseded_path"] =
-                        serde_json::Value::String(keep.strip_prefix(self.layout.root()).unwrap_or(&keep).display().to_string());
+                    detail["superseded_path"] = serde_json::Value::String(
+                        keep.strip_prefix(self.layout.root())
+                            .unwrap_or(&keep)
+                            .display()
+                            .to_string(),
+                    );
                     audit_entry = Some(AuditEntry {
                         actor: format!("{}:{}/{}", row.protocol, row.site, row.calling_ae),
                         action: "store.replaced".into(),
@@ -210,9 +225,17 @@ impl Committer {
         }
         placed.insert(
             sop_uid,
-            ExistingInstance { sha256: row.sha256.clone(), path: row.path.clone(), file_size: row.file_size },
+            ExistingInstance {
+                sha256: row.sha256.clone(),
+                path: row.path.clone(),
+                file_size: row.file_size,
+            },
         );
-        Plan::Insert { row, outcome, audit: audit_entry }
+        Plan::Insert {
+            row,
+            outcome,
+            audit: audit_entry,
+        }
     }
 
     fn rename_into_place(
@@ -221,7 +244,9 @@ impl Committer {
         to: &Path,
         dirs: &mut BTreeSet<PathBuf>,
     ) -> std::io::Result<()> {
-        let parent = to.parent().ok_or_else(|| std::io::Error::other("instance path has no parent"))?;
+        let parent = to
+            .parent()
+            .ok_or_else(|| std::io::Error::other("instance path has no parent"))?;
         // A directory we create must itself be made durable in its parent.
         let mut missing = parent;
         while !missing.exists() {

@@ -88,7 +88,10 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-pub fn find(conn: &Connection, sop_instance_uid: &str) -> rusqlite::Result<Option<ExistingInstance>> {
+pub fn find(
+    conn: &Connection,
+    sop_instance_uid: &str,
+) -> rusqlite::Result<Option<ExistingInstance>> {
     conn.query_row(
         "SELECT sha256, path, file_size FROM instances WHERE sop_instance_uid = ?1",
         [sop_instance_uid],
@@ -159,12 +162,17 @@ pub fn upsert(tx: &Transaction<'_>, row: &IndexRow) -> rusqlite::Result<()> {
 /// Every (sop_instance_uid, path, file_size) in the index, for reconciliation.
 pub fn all_paths(conn: &Connection) -> rusqlite::Result<Vec<(String, String, u64)>> {
     let mut stmt = conn.prepare("SELECT sop_instance_uid, path, file_size FROM instances")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+    })?;
     rows.collect()
 }
 
 pub fn delete(tx: &Transaction<'_>, sop_instance_uid: &str) -> rusqlite::Result<()> {
-    tx.execute("DELETE FROM instances WHERE sop_instance_uid = ?1", [sop_instance_uid])?;
+    tx.execute(
+        "DELETE FROM instances WHERE sop_instance_uid = ?1",
+        [sop_instance_uid],
+    )?;
     Ok(())
 }
 

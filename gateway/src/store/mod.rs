@@ -28,7 +28,9 @@ pub use attributes::IndexedAttributes;
 pub use index::IndexRow;
 pub use layout::Layout;
 pub use reconcile::ReconcileReport;
-pub use staging::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, StagedFile, StagingFile, file_meta};
+pub use staging::{
+    IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, StagedFile, StagingFile, file_meta,
+};
 
 use crate::config::StoreConfig;
 use crate::telemetry::Metrics;
@@ -40,7 +42,9 @@ const COMMIT_QUEUE: usize = 256;
 /// one STOW-RS failure reason); see `ingest::dimse::status`.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("free space on the data volume ({available} bytes) is below the watermark ({required} bytes)")]
+    #[error(
+        "free space on the data volume ({available} bytes) is below the watermark ({required} bytes)"
+    )]
     LowDiskSpace { available: u64, required: u64 },
     #[error("instance is larger than the {limit} byte limit")]
     TooLarge { limit: u64 },
@@ -63,7 +67,11 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::LowDiskSpace { .. } | Self::Write(_) | Self::Index(_) | Self::Commit(_) | Self::ShuttingDown
+            Self::LowDiskSpace { .. }
+                | Self::Write(_)
+                | Self::Index(_)
+                | Self::Commit(_)
+                | Self::ShuttingDown
         )
     }
 
@@ -138,12 +146,26 @@ impl Store {
         let mut conn = index::open(&layout.index_path()).map_err(StoreError::Index)?;
         let report = reconcile::reconcile(&mut conn, &layout)?;
         let (commits, rx) = mpsc::channel(COMMIT_QUEUE);
-        let committer = Committer { conn, layout: layout.clone(), policy: config.duplicate_policy, metrics };
+        let committer = Committer {
+            conn,
+            layout: layout.clone(),
+            policy: config.duplicate_policy,
+            metrics,
+        };
         std::thread::Builder::new()
             .name("store-committer".into())
             .spawn(move || committer.run(rx))
             .map_err(StoreError::Write)?;
-        Ok((Self { inner: Arc::new(StoreInner { layout, config, commits }) }, report))
+        Ok((
+            Self {
+                inner: Arc::new(StoreInner {
+                    layout,
+                    config,
+                    commits,
+                }),
+            },
+            report,
+        ))
     }
 
     pub fn layout(&self) -> &Layout {
@@ -155,15 +177,23 @@ impl Store {
         let required = self.inner.config.min_free_space;
         let stat = nix::sys::statvfs::statvfs(self.inner.layout.root())
             .map_err(|e| StoreError::Write(std::io::Error::from(e)))?;
-        let available = (stat.blocks_available() as u64).saturating_mul(stat.fragment_size() as u64);
+        let available =
+            (stat.blocks_available() as u64).saturating_mul(stat.fragment_size() as u64);
         if available < required {
-            return Err(StoreError::LowDiskSpace { available, required });
+            return Err(StoreError::LowDiskSpace {
+                available,
+                required,
+            });
         }
         Ok(())
     }
 
     /// Starts receiving one instance.
-    pub async fn begin(&self, meta: &FileMetaTable, max_dataset_bytes: u64) -> Result<StagingFile, StoreError> {
+    pub async fn begin(
+        &self,
+        meta: &FileMetaTable,
+        max_dataset_bytes: u64,
+    ) -> Result<StagingFile, StoreError> {
         self.check_free_space()?;
         StagingFile::create(&self.inner.layout.tmp_dir(), meta, max_dataset_bytes).await
     }
@@ -188,8 +218,17 @@ impl Store {
             path: String::new(),
         };
         let (reply, answer) = oneshot::channel();
-        let request = CommitRequest { staged, row, received_at, reply };
-        self.inner.commits.send(request).await.map_err(|_| StoreError::ShuttingDown)?;
+        let request = CommitRequest {
+            staged,
+            row,
+            received_at,
+            reply,
+        };
+        self.inner
+            .commits
+            .send(request)
+            .await
+            .map_err(|_| StoreError::ShuttingDown)?;
         answer.await.map_err(|_| StoreError::ShuttingDown)?
     }
 }

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
+use super::StoreError;
 use super::index;
 use super::layout::Layout;
-use super::StoreError;
 use crate::audit::{self, AuditEntry};
 
 /// What reconciliation found and did.
@@ -32,7 +32,10 @@ impl ReconcileReport {
     }
 }
 
-pub(super) fn reconcile(conn: &mut Connection, layout: &Layout) -> Result<ReconcileReport, StoreError> {
+pub(super) fn reconcile(
+    conn: &mut Connection,
+    layout: &Layout,
+) -> Result<ReconcileReport, StoreError> {
     let mut report = ReconcileReport::default();
 
     for entry in std::fs::read_dir(layout.tmp_dir()).map_err(StoreError::Write)? {
@@ -111,7 +114,9 @@ fn dicom_files(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {

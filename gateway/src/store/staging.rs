@@ -57,7 +57,9 @@ impl StagingFile {
     ) -> Result<Self, StoreError> {
         let id = NEXT_STAGING_ID.fetch_add(1, Ordering::Relaxed);
         let path = tmp_dir.join(format!("{}-{id}.part", crate::time::unix_nanos()));
-        let file = tokio::fs::File::create(&path).await.map_err(StoreError::Write)?;
+        let file = tokio::fs::File::create(&path)
+            .await
+            .map_err(StoreError::Write)?;
         let mut header = vec![0u8; 128];
         header.extend_from_slice(b"DICM");
         meta.write(&mut header)
@@ -77,7 +79,9 @@ impl StagingFile {
     /// Appends data set bytes; refuses (without writing) past the size cap.
     pub async fn write_dataset(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         if self.dataset_bytes + bytes.len() as u64 > self.max_dataset_bytes {
-            return Err(StoreError::TooLarge { limit: self.max_dataset_bytes });
+            return Err(StoreError::TooLarge {
+                limit: self.max_dataset_bytes,
+            });
         }
         self.dataset_bytes += bytes.len() as u64;
         self.write_raw(bytes).await
@@ -86,7 +90,10 @@ impl StagingFile {
     async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         self.hasher.update(bytes);
         self.total_bytes += bytes.len() as u64;
-        self.writer.write_all(bytes).await.map_err(StoreError::Write)
+        self.writer
+            .write_all(bytes)
+            .await
+            .map_err(StoreError::Write)
     }
 
     pub fn path(&self) -> &Path {

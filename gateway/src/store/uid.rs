@@ -53,7 +53,12 @@ mod tests {
 
     #[test]
     fn accepts_real_uids() {
-        for uid in ["1.2.840.10008.5.1.4.1.1.2", "2.25.0", "1.2.3.0.4", "2.25.339892983457845"] {
+        for uid in [
+            "1.2.840.10008.5.1.4.1.1.2",
+            "2.25.0",
+            "1.2.3.0.4",
+            "2.25.339892983457845",
+        ] {
             assert_eq!(validate_uid(uid), Ok(()), "{uid}");
         }
     }
@@ -64,7 +69,10 @@ mod tests {
         assert_eq!(validate_uid("1..2"), Err(UidError::EmptyComponent));
         assert_eq!(validate_uid("1.2."), Err(UidError::EmptyComponent));
         assert_eq!(validate_uid("1.02"), Err(UidError::LeadingZero));
-        assert_eq!(validate_uid("../../etc/passwd"), Err(UidError::EmptyComponent));
+        assert_eq!(
+            validate_uid("../../etc/passwd"),
+            Err(UidError::EmptyComponent)
+        );
         assert_eq!(validate_uid("1.2/3"), Err(UidError::BadCharacter));
         assert_eq!(validate_uid("1.2.a"), Err(UidError::BadCharacter));
         assert_eq!(validate_uid(&"1.".repeat(40)), Err(UidError::TooLong));

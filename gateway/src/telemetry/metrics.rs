@@ -35,18 +35,24 @@ impl Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry.register(Box::new(c.clone())).expect("unique metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
             c
         };
         let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
             let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
                 .expect("valid metric");
-            registry.register(Box::new(h.clone())).expect("unique metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
             h
         };
-        let dimse_active_associations =
-            IntGauge::new("gateway_dimse_active_associations", "DIMSE associations open now")
-                .expect("valid metric");
+        let dimse_active_associations = IntGauge::new(
+            "gateway_dimse_active_associations",
+            "DIMSE associations open now",
+        )
+        .expect("valid metric");
         registry
             .register(Box::new(dimse_active_associations.clone()))
             .expect("unique metric");
@@ -81,7 +87,9 @@ impl Metrics {
                 "gateway_store_commit_seconds",
                 "Time from the last byte received to the instance being durable and indexed",
                 &["site"],
-                vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0],
+                vec![
+                    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+                ],
             ),
             store_batch_instances: histogram(
                 "gateway_store_batch_instances",
@@ -146,8 +154,15 @@ mod tests {
     #[test]
     fn rendered_metrics_use_prometheus_names() {
         let m = Metrics::new();
-        m.ingest_instances.with_label_values(&["demo", "CT", "dimse"]).inc();
+        m.ingest_instances
+            .with_label_values(&["demo", "CT", "dimse"])
+            .inc();
         let text = m.render();
-        assert!(text.contains("gateway_ingest_instances_total{modality=\"CT\",protocol=\"dimse\",site=\"demo\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "gateway_ingest_instances_total{modality=\"CT\",protocol=\"dimse\",site=\"demo\"} 1"
+            ),
+            "{text}"
+        );
     }
 }

@@ -69,11 +69,10 @@ pub(crate) fn c_echo_rq(message_id: u16) -> Result<Vec<u8>, ScuError> {
 /// Parse a response command set received from the peer.
 pub(crate) fn parse_response(bytes: &[u8]) -> Result<DimseResponse, ScuError> {
     let ts = implicit_vr_le();
-    let command = InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| {
-        ScuError::Protocol {
+    let command =
+        InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| ScuError::Protocol {
             detail: format!("undecodable response command: {e}"),
-        }
-    })?;
+        })?;
     let required = |tag, name: &str| -> Result<u16, ScuError> {
         command
             .get(tag)
@@ -94,8 +93,7 @@ pub(crate) fn parse_response(bytes: &[u8]) -> Result<DimseResponse, ScuError> {
             "MessageIDBeingRespondedTo",
         )?,
         status: required(tags::STATUS, "Status")?,
-        has_data_set: required(tags::COMMAND_DATA_SET_TYPE, "CommandDataSetType")?
-            != NO_DATA_SET,
+        has_data_set: required(tags::COMMAND_DATA_SET_TYPE, "CommandDataSetType")? != NO_DATA_SET,
         error_comment,
     })
 }
@@ -113,7 +111,7 @@ fn encode(command: InMemDicomObject) -> Result<Vec<u8>, ScuError> {
     let mut out = Vec::with_capacity(256);
     command
         .write_dataset_with_ts(&mut out, implicit_vr_le())
-        .map_err(ScuError::EncodeCommand)?;
+        .map_err(|e| ScuError::EncodeCommand(Box::new(e)))?;
     Ok(out)
 }
 
@@ -162,9 +160,15 @@ mod tests {
 
     #[test]
     fn malformed_responses_are_protocol_errors() {
-        assert!(matches!(parse_response(&[1, 2, 3]), Err(ScuError::Protocol { .. })));
+        assert!(matches!(
+            parse_response(&[1, 2, 3]),
+            Err(ScuError::Protocol { .. })
+        ));
         let echo = c_echo_rq(1).expect("encodes");
         // A request has no Status: not a response.
-        assert!(matches!(parse_response(&echo), Err(ScuError::Protocol { .. })));
+        assert!(matches!(
+            parse_response(&echo),
+            Err(ScuError::Protocol { .. })
+        ));
     }
 }

@@ -49,7 +49,7 @@ pub enum ScuError {
     UpperLayer {
         operation: &'static str,
         #[source]
-        source: UlError,
+        source: Box<UlError>,
     },
     /// Our own options were unusable (for example an AE title over 16 characters).
     #[error("invalid option: {0}")]
@@ -59,7 +59,7 @@ pub enum ScuError {
     Encode(#[from] SynthError),
     /// A command set could not be encoded (a bug on our side, not the peer's).
     #[error("could not encode command set")]
-    EncodeCommand(#[source] dicom_object::WriteError),
+    EncodeCommand(#[source] Box<dicom_object::WriteError>),
     /// An earlier failure left the association in an unknown state.
     #[error("association unusable after an earlier failure")]
     Unusable,
@@ -148,7 +148,7 @@ impl ScuError {
             }
             other => ScuError::UpperLayer {
                 operation,
-                source: other,
+                source: Box::new(other),
             },
         }
     }

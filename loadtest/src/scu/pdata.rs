@@ -99,8 +99,8 @@ fn push_pdu(buffer: &mut Vec<u8>, context_id: u8, fragment: Fragment, chunk: &[u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dicom_ul::pdu::{PDataValueType, read_pdu};
     use dicom_ul::Pdu;
+    use dicom_ul::pdu::{PDataValueType, read_pdu};
 
     /// Parse the framed bytes back with dicom-ul's own reader.
     fn pdvs(bytes: &[u8]) -> Vec<(usize, usize, PDataValueType, bool)> {
@@ -108,7 +108,9 @@ mod tests {
         let mut out = Vec::new();
         while (cursor.position() as usize) < bytes.len() {
             let start = cursor.position() as usize;
-            let pdu = read_pdu(&mut cursor, 1 << 20, true).expect("valid").expect("complete");
+            let pdu = read_pdu(&mut cursor, 1 << 20, true)
+                .expect("valid")
+                .expect("complete");
             let pdu_len = cursor.position() as usize - start - PDU_HEADER_LEN;
             let Pdu::PData { data } = pdu else {
                 panic!("not P-DATA")
@@ -153,6 +155,10 @@ mod tests {
         let payload = vec![0u8; (UNLIMITED_PDU_CAP as usize) * 2];
         let items = pdvs(&framed(&payload, Fragment::DataSet, 0).await);
         assert_eq!(items.len(), 3);
-        assert!(items.iter().all(|&(pdu_len, ..)| pdu_len <= UNLIMITED_PDU_CAP as usize));
+        assert!(
+            items
+                .iter()
+                .all(|&(pdu_len, ..)| pdu_len <= UNLIMITED_PDU_CAP as usize)
+        );
     }
 }

@@ -87,9 +87,17 @@ fn common_attributes(attrs: &mut Attributes, ctx: &InstanceContext<'_>) {
     attrs.text(tags::BODY_PART_EXAMINED, VR::CS, &spec.body_part);
     attrs.text(tags::PROTOCOL_NAME, VR::LO, &spec.protocol_name);
     attrs.text(tags::STUDY_INSTANCE_UID, VR::UI, &study.study_instance_uid);
-    attrs.text(tags::SERIES_INSTANCE_UID, VR::UI, &series.series_instance_uid);
+    attrs.text(
+        tags::SERIES_INSTANCE_UID,
+        VR::UI,
+        &series.series_instance_uid,
+    );
     attrs.text(tags::STUDY_ID, VR::SH, &study.study_id);
-    attrs.text(tags::SERIES_NUMBER, VR::IS, series.series_number.to_string());
+    attrs.text(
+        tags::SERIES_NUMBER,
+        VR::IS,
+        series.series_number.to_string(),
+    );
     attrs.text(tags::ACQUISITION_NUMBER, VR::IS, "1");
     attrs.text(tags::INSTANCE_NUMBER, VR::IS, (ctx.index + 1).to_string());
 }
@@ -105,16 +113,28 @@ fn axial_geometry(attrs: &mut Attributes, ctx: &InstanceContext<'_>, field_of_vi
 
     attrs.text(tags::PATIENT_POSITION, VR::CS, "HFS");
     attrs.text(tags::SLICE_THICKNESS, VR::DS, ds(thickness_mm));
-    attrs.texts(tags::IMAGE_POSITION_PATIENT, VR::DS, &[ds(corner), ds(corner), ds(z)]);
+    attrs.texts(
+        tags::IMAGE_POSITION_PATIENT,
+        VR::DS,
+        &[ds(corner), ds(corner), ds(z)],
+    );
     attrs.texts(
         tags::IMAGE_ORIENTATION_PATIENT,
         VR::DS,
         &["1", "0", "0", "0", "1", "0"].map(String::from),
     );
-    attrs.text(tags::FRAME_OF_REFERENCE_UID, VR::UI, &ctx.series.frame_of_reference_uid);
+    attrs.text(
+        tags::FRAME_OF_REFERENCE_UID,
+        VR::UI,
+        &ctx.series.frame_of_reference_uid,
+    );
     attrs.empty(tags::POSITION_REFERENCE_INDICATOR, VR::LO);
     attrs.text(tags::SLICE_LOCATION, VR::DS, ds(z));
-    attrs.texts(tags::PIXEL_SPACING, VR::DS, &[ds(spacing_mm), ds(spacing_mm)]);
+    attrs.texts(
+        tags::PIXEL_SPACING,
+        VR::DS,
+        &[ds(spacing_mm), ds(spacing_mm)],
+    );
 }
 
 /// Thinner slices for longer series, as scanners reconstruct them, so
@@ -129,7 +149,11 @@ fn slice_thickness_mm(instances: usize) -> f64 {
 }
 
 fn ct_attributes(attrs: &mut Attributes, ctx: &InstanceContext<'_>) {
-    attrs.texts(tags::IMAGE_TYPE, VR::CS, &["ORIGINAL", "PRIMARY", "AXIAL"].map(String::from));
+    attrs.texts(
+        tags::IMAGE_TYPE,
+        VR::CS,
+        &["ORIGINAL", "PRIMARY", "AXIAL"].map(String::from),
+    );
     axial_geometry(attrs, ctx, 230.0);
     attrs.text(tags::KVP, VR::DS, "120");
     attrs.text(tags::DATA_COLLECTION_DIAMETER, VR::DS, "500");
@@ -150,7 +174,11 @@ fn ct_attributes(attrs: &mut Attributes, ctx: &InstanceContext<'_>) {
 }
 
 fn mr_attributes(attrs: &mut Attributes, ctx: &InstanceContext<'_>) {
-    attrs.texts(tags::IMAGE_TYPE, VR::CS, &["ORIGINAL", "PRIMARY", "OTHER"].map(String::from));
+    attrs.texts(
+        tags::IMAGE_TYPE,
+        VR::CS,
+        &["ORIGINAL", "PRIMARY", "OTHER"].map(String::from),
+    );
     axial_geometry(attrs, ctx, 240.0);
     let thickness = ds(slice_thickness_mm(ctx.spec.instances));
     attrs.text(tags::SCANNING_SEQUENCE, VR::CS, "SE");
@@ -171,11 +199,23 @@ fn mr_attributes(attrs: &mut Attributes, ctx: &InstanceContext<'_>) {
 
 /// Attributes shared by CR and DX chest projections.
 fn projection_attributes(attrs: &mut Attributes) {
-    attrs.texts(tags::IMAGE_TYPE, VR::CS, &["ORIGINAL", "PRIMARY"].map(String::from));
+    attrs.texts(
+        tags::IMAGE_TYPE,
+        VR::CS,
+        &["ORIGINAL", "PRIMARY"].map(String::from),
+    );
     attrs.text(tags::VIEW_POSITION, VR::CS, "PA");
     // Rows run towards the patient's left, columns towards the feet.
-    attrs.texts(tags::PATIENT_ORIENTATION, VR::CS, &["L", "F"].map(String::from));
-    attrs.texts(tags::IMAGER_PIXEL_SPACING, VR::DS, &["0.4", "0.4"].map(String::from));
+    attrs.texts(
+        tags::PATIENT_ORIENTATION,
+        VR::CS,
+        &["L", "F"].map(String::from),
+    );
+    attrs.texts(
+        tags::IMAGER_PIXEL_SPACING,
+        VR::DS,
+        &["0.4", "0.4"].map(String::from),
+    );
     attrs.text(tags::KVP, VR::DS, "110");
     attrs.text(tags::EXPOSURE_TIME, VR::IS, "8");
     attrs.text(tags::X_RAY_TUBE_CURRENT, VR::IS, "320");
@@ -208,10 +248,18 @@ fn dx_attributes(attrs: &mut Attributes) {
     attrs.text(tags::BURNED_IN_ANNOTATION, VR::CS, "NO");
     attrs.text(tags::DETECTOR_TYPE, VR::CS, "SCINTILLATOR");
     attrs.text(tags::IMAGE_LATERALITY, VR::CS, "U");
-    attrs.texts(tags::PIXEL_SPACING, VR::DS, &["0.4", "0.4"].map(String::from));
+    attrs.texts(
+        tags::PIXEL_SPACING,
+        VR::DS,
+        &["0.4", "0.4"].map(String::from),
+    );
     let chest = InMemDicomObject::from_element_iter([
         DataElement::new(tags::CODE_VALUE, VR::SH, PrimitiveValue::from("51185008")),
-        DataElement::new(tags::CODING_SCHEME_DESIGNATOR, VR::SH, PrimitiveValue::from("SCT")),
+        DataElement::new(
+            tags::CODING_SCHEME_DESIGNATOR,
+            VR::SH,
+            PrimitiveValue::from("SCT"),
+        ),
         DataElement::new(tags::CODE_MEANING, VR::LO, PrimitiveValue::from("Chest")),
     ]);
     attrs.push(DataElement::new(
@@ -276,9 +324,7 @@ fn add_minutes(time: &str, minutes: u32) -> String {
 
 fn add_seconds(time: &str, seconds: u32) -> String {
     let field = |range: std::ops::Range<usize>| -> u32 {
-        time.get(range)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0)
+        time.get(range).and_then(|s| s.parse().ok()).unwrap_or(0)
     };
     let total = (field(0..2) * 3600 + field(2..4) * 60 + field(4..6) + seconds) % 86_400;
     format!("{:02}{:02}{:02}", total / 3600, total / 60 % 60, total % 60)

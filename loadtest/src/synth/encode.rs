@@ -4,7 +4,7 @@
 use dicom_core::header::HasLength;
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_encoding::transfer_syntax::{Endianness, TransferSyntax};
-use dicom_object::FileMetaTableBuilder;
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use super::SynthInstance;
@@ -26,9 +26,11 @@ pub enum SynthError {
     #[error("transfer syntax `{0}` is not a native little-endian syntax")]
     UnsupportedTransferSyntax(String),
     #[error("could not encode data set")]
-    Encode(#[source] dicom_object::WriteError),
+    Encode(#[source] Box<dicom_object::WriteError>),
+    #[error("could not decode data set")]
+    Decode(#[source] Box<dicom_object::ReadError>),
     #[error("could not build file meta group")]
-    FileMeta(#[source] dicom_object::meta::Error),
+    FileMeta(#[source] Box<dicom_object::meta::Error>),
 }
 
 impl SynthInstance {
@@ -42,7 +44,7 @@ impl SynthInstance {
         let mut out = Vec::with_capacity(self.estimated_len());
         self.dataset
             .write_dataset_with_ts(&mut out, ts)
-            .map_err(SynthError::Encode)?;
+            .map_err(|e| SynthError::Encode(Box::new(e)))?;
         Ok(out)
     }
 
@@ -57,15 +59,16 @@ impl SynthInstance {
             .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
             .implementation_version_name(IMPLEMENTATION_VERSION_NAME)
             .build()
-            .map_err(SynthError::FileMeta)?;
+            .map_err(|e| SynthError::FileMeta(Box::new(e)))?;
         let ts = native_transfer_syntax(ts_uid)?;
         let mut out = Vec::with_capacity(self.estimated_len() + 512);
         out.extend_from_slice(&[0u8; 128]);
         out.extend_from_slice(b"DICM");
-        meta.write(&mut out).map_err(SynthError::FileMeta)?;
+        meta.write(&mut out)
+            .map_err(|e| SynthError::FileMeta(Box::new(e)))?;
         self.dataset
             .write_dataset_with_ts(&mut out, ts)
-            .map_err(SynthError::Encode)?;
+            .map_err(|e| SynthError::Encode(Box::new(e)))?;
         Ok(out)
     }
 
@@ -77,6 +80,20 @@ impl SynthInstance {
             .map_or(0, |element| element.value().length().0 as usize);
         pixels + 4096
     }
+}
+
+/// Re-encode a data set from one native little-endian transfer syntax to
+/// another: the slow path for a peer that refused the syntax a run prepared.
+pub fn transcode_dataset(bytes: &[u8], from_ts: &str, to_ts: &str) -> Result<Vec<u8>, SynthError> {
+    let from = native_transfer_syntax(from_ts)?;
+    let to = native_transfer_syntax(to_ts)?;
+    let dataset = InMemDicomObject::read_dataset_with_ts(bytes, from)
+        .map_err(|e| SynthError::Decode(Box::new(e)))?;
+    let mut out = Vec::with_capacity(bytes.len() + 1024);
+    dataset
+        .write_dataset_with_ts(&mut out, to)
+        .map_err(|e| SynthError::Encode(Box::new(e)))?;
+    Ok(out)
 }
 
 /// Look up a transfer syntax that can carry native little-endian pixels.

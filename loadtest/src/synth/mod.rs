@@ -14,7 +14,9 @@ mod uid;
 
 use dicom_object::InMemDicomObject;
 
-pub use encode::SynthError;
+pub use encode::{
+    IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, SynthError, transcode_dataset,
+};
 pub use series::SeriesGenerator;
 pub use spec::{SeriesSpec, SynthModality, UnknownModality};
 pub use uid::{SYNTH_UID_ROOT, is_valid_uid};

@@ -261,7 +261,13 @@ pub(crate) fn chest_radiograph(rows: u16, columns: u16, seed: u64) -> Vec<u8> {
             Paint::Set(800),
         );
         shapes.push(lung);
-        shapes.push(Shape { paint: Paint::Add(350), ..lung }.striped(rib_period));
+        shapes.push(
+            Shape {
+                paint: Paint::Add(350),
+                ..lung
+            }
+            .striped(rib_period),
+        );
     }
     shapes.push(Shape::ellipse(
         (w * 0.53, h * 0.58),
@@ -299,10 +305,18 @@ mod tests {
         assert!((-1010..=-990).contains(&hu(5, 5)), "air {}", hu(5, 5));
         // The skull ring sits just inside the scalp along the horizontal axis.
         let skull_x = 256 - (0.36 * 512.0 - 0.018 * 512.0) as usize;
-        assert!((990..=1010).contains(&hu(skull_x, 256)), "bone {}", hu(skull_x, 256));
+        assert!(
+            (990..=1010).contains(&hu(skull_x, 256)),
+            "bone {}",
+            hu(skull_x, 256)
+        );
         // Grey matter just inside the skull.
         let brain_x = 256 - (0.36 * 512.0 - 0.06 * 512.0) as usize;
-        assert!((25..=50).contains(&hu(brain_x, 256)), "brain {}", hu(brain_x, 256));
+        assert!(
+            (25..=50).contains(&hu(brain_x, 256)),
+            "brain {}",
+            hu(brain_x, 256)
+        );
     }
 
     #[test]
@@ -322,8 +336,14 @@ mod tests {
 
     #[test]
     fn noise_depends_on_seed_only() {
-        assert_eq!(mr_brain_slice(64, 64, 0.5, 3), mr_brain_slice(64, 64, 0.5, 3));
-        assert_ne!(mr_brain_slice(64, 64, 0.5, 3), mr_brain_slice(64, 64, 0.5, 4));
+        assert_eq!(
+            mr_brain_slice(64, 64, 0.5, 3),
+            mr_brain_slice(64, 64, 0.5, 3)
+        );
+        assert_ne!(
+            mr_brain_slice(64, 64, 0.5, 3),
+            mr_brain_slice(64, 64, 0.5, 4)
+        );
         assert_eq!(chest_radiograph(64, 48, 3).len(), 64 * 48 * 2);
     }
 }

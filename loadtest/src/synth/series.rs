@@ -62,7 +62,11 @@ impl StudyContext {
             patient_rng.random_range(1..=12u32),
             patient_rng.random_range(1..=28u32)
         );
-        let patient_sex = if patient_rng.random_bool(0.5) { "F" } else { "M" };
+        let patient_sex = if patient_rng.random_bool(0.5) {
+            "F"
+        } else {
+            "M"
+        };
 
         StudyContext {
             study_instance_uid,
@@ -194,7 +198,10 @@ fn draw_lesion(rng: &mut ChaCha8Rng, spec: &SeriesSpec) -> Option<Lesion> {
     let n = spec.instances;
     let center = rng.random_range(n / 4..=(3 * n / 4).max(n / 4));
     let half_width = n / 20;
-    let offset = (rng.random_range(-0.4..0.4f32), rng.random_range(-0.3..0.3f32));
+    let offset = (
+        rng.random_range(-0.4..0.4f32),
+        rng.random_range(-0.3..0.3f32),
+    );
     let radius = rng.random_range(0.015..0.03f32);
     let hounsfield = rng.random_range(60..=80);
     (spec.modality == SynthModality::Ct && n > 0).then(|| Lesion {

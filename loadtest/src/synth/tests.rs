@@ -2,9 +2,9 @@
 //! correct pixel sizes and data sets that parse back as what they claim.
 
 use dicom_dictionary_std::{tags, uids};
+use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
-use dicom_encoding::TransferSyntaxIndex;
 
 use super::*;
 
@@ -27,7 +27,10 @@ fn small_ct(instances: usize, seed: u64) -> SeriesSpec {
 fn encoded(spec: &SeriesSpec) -> Vec<Vec<u8>> {
     generate_series(spec)
         .iter()
-        .map(|i| i.encode_dataset(uids::EXPLICIT_VR_LITTLE_ENDIAN).expect("encodes"))
+        .map(|i| {
+            i.encode_dataset(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+                .expect("encodes")
+        })
         .collect()
 }
 
@@ -58,8 +61,16 @@ fn different_seed_gives_different_bytes_and_uids() {
 
 #[test]
 fn same_seed_different_modality_gives_different_uids() {
-    let ct = generate_series(&SeriesSpec { rows: 32, columns: 32, ..SeriesSpec::ct_head(1, 5) });
-    let mr = generate_series(&SeriesSpec { rows: 32, columns: 32, ..SeriesSpec::mr_brain(1, 5) });
+    let ct = generate_series(&SeriesSpec {
+        rows: 32,
+        columns: 32,
+        ..SeriesSpec::ct_head(1, 5)
+    });
+    let mr = generate_series(&SeriesSpec {
+        rows: 32,
+        columns: 32,
+        ..SeriesSpec::mr_brain(1, 5)
+    });
     assert_ne!(ct[0].study_instance_uid, mr[0].study_instance_uid);
     assert_ne!(ct[0].sop_instance_uid, mr[0].sop_instance_uid);
 }
@@ -68,7 +79,11 @@ fn same_seed_different_modality_gives_different_uids() {
 fn every_uid_is_valid_and_unique() {
     let mut seen = std::collections::HashSet::new();
     for spec in all_presets(3, 9) {
-        let spec = SeriesSpec { rows: 32, columns: 32, ..spec };
+        let spec = SeriesSpec {
+            rows: 32,
+            columns: 32,
+            ..spec
+        };
         for inst in generate_series(&spec) {
             let uids_of_instance = [
                 &inst.sop_instance_uid,
@@ -83,7 +98,10 @@ fn every_uid_is_valid_and_unique() {
                 let for_uid = str_of(&inst.dataset, tags::FRAME_OF_REFERENCE_UID);
                 assert!(is_valid_uid(&for_uid), "{for_uid}");
             }
-            assert!(seen.insert(inst.sop_instance_uid.clone()), "duplicate SOP instance UID");
+            assert!(
+                seen.insert(inst.sop_instance_uid.clone()),
+                "duplicate SOP instance UID"
+            );
         }
     }
 }
@@ -115,23 +133,43 @@ fn ct_preset_is_512_square_with_hounsfield_rescale() {
     assert_eq!(str_of(&inst.dataset, tags::RESCALE_INTERCEPT), "-1024");
     assert_eq!(str_of(&inst.dataset, tags::PIXEL_REPRESENTATION), "1");
     assert_eq!(str_of(&inst.dataset, tags::BODY_PART_EXAMINED), "HEAD");
-    assert_eq!(str_of(&inst.dataset, tags::SPECIFIC_CHARACTER_SET), "ISO_IR 100");
+    assert_eq!(
+        str_of(&inst.dataset, tags::SPECIFIC_CHARACTER_SET),
+        "ISO_IR 100"
+    );
 }
 
 #[test]
 fn datasets_round_trip_in_both_little_endian_syntaxes() {
     for spec in all_presets(1, 11) {
-        let spec = SeriesSpec { rows: 48, columns: 40, ..spec };
+        let spec = SeriesSpec {
+            rows: 48,
+            columns: 40,
+            ..spec
+        };
         let inst = &generate_series(&spec)[0];
-        for ts_uid in [uids::IMPLICIT_VR_LITTLE_ENDIAN, uids::EXPLICIT_VR_LITTLE_ENDIAN] {
+        for ts_uid in [
+            uids::IMPLICIT_VR_LITTLE_ENDIAN,
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+        ] {
             let bytes = inst.encode_dataset(ts_uid).expect("encodes");
             let ts = TransferSyntaxRegistry.get(ts_uid).expect("known ts");
             let parsed = InMemDicomObject::read_dataset_with_ts(&bytes[..], ts).expect("parses");
-            assert_eq!(str_of(&parsed, tags::SOP_CLASS_UID), spec.modality.sop_class_uid());
-            assert_eq!(str_of(&parsed, tags::SOP_INSTANCE_UID), inst.sop_instance_uid);
+            assert_eq!(
+                str_of(&parsed, tags::SOP_CLASS_UID),
+                spec.modality.sop_class_uid()
+            );
+            assert_eq!(
+                str_of(&parsed, tags::SOP_INSTANCE_UID),
+                inst.sop_instance_uid
+            );
             assert_eq!(str_of(&parsed, tags::MODALITY), spec.modality.code());
             assert_eq!(str_of(&parsed, tags::ROWS), "48");
-            let pixels = parsed.element(tags::PIXEL_DATA).expect("pixels").to_bytes().expect("bytes");
+            let pixels = parsed
+                .element(tags::PIXEL_DATA)
+                .expect("pixels")
+                .to_bytes()
+                .expect("bytes");
             assert_eq!(pixels.len(), 48 * 40 * 2);
         }
     }
@@ -139,17 +177,33 @@ fn datasets_round_trip_in_both_little_endian_syntaxes() {
 
 #[test]
 fn part10_file_parses_with_matching_meta() {
-    let inst = &generate_series(&SeriesSpec { rows: 32, columns: 32, ..SeriesSpec::dx_chest(1, 4) })[0];
+    let inst = &generate_series(&SeriesSpec {
+        rows: 32,
+        columns: 32,
+        ..SeriesSpec::dx_chest(1, 4)
+    })[0];
     let file = inst.to_part10().expect("part 10");
     assert_eq!(&file[128..132], b"DICM");
     let obj = dicom_object::OpenFileOptions::new()
         .read_preamble(dicom_object::file::ReadPreamble::Always)
         .from_reader(&file[..])
         .expect("parses");
-    assert_eq!(obj.meta().media_storage_sop_class_uid(), uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION);
-    assert_eq!(obj.meta().media_storage_sop_instance_uid(), inst.sop_instance_uid);
-    assert_eq!(obj.meta().transfer_syntax(), uids::EXPLICIT_VR_LITTLE_ENDIAN);
-    assert_eq!(str_of(&obj, tags::PRESENTATION_INTENT_TYPE), "FOR PRESENTATION");
+    assert_eq!(
+        obj.meta().media_storage_sop_class_uid(),
+        uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION
+    );
+    assert_eq!(
+        obj.meta().media_storage_sop_instance_uid(),
+        inst.sop_instance_uid
+    );
+    assert_eq!(
+        obj.meta().transfer_syntax(),
+        uids::EXPLICIT_VR_LITTLE_ENDIAN
+    );
+    assert_eq!(
+        str_of(&obj, tags::PRESENTATION_INTENT_TYPE),
+        "FOR PRESENTATION"
+    );
 }
 
 #[test]
@@ -170,19 +224,36 @@ fn slices_are_numbered_and_stacked() {
     let series = generate_series(&small_ct(3, 8));
     let z: Vec<f64> = series
         .iter()
-        .map(|i| str_of(&i.dataset, tags::SLICE_LOCATION).parse().expect("number"))
+        .map(|i| {
+            str_of(&i.dataset, tags::SLICE_LOCATION)
+                .parse()
+                .expect("number")
+        })
         .collect();
     assert!(z[0] < z[1] && z[1] < z[2], "{z:?}");
-    let numbers: Vec<String> = series.iter().map(|i| str_of(&i.dataset, tags::INSTANCE_NUMBER)).collect();
+    let numbers: Vec<String> = series
+        .iter()
+        .map(|i| str_of(&i.dataset, tags::INSTANCE_NUMBER))
+        .collect();
     assert_eq!(numbers, ["1", "2", "3"]);
-    assert!(series.iter().all(|i| i.series_instance_uid == series[0].series_instance_uid));
+    assert!(
+        series
+            .iter()
+            .all(|i| i.series_instance_uid == series[0].series_instance_uid)
+    );
 }
 
 #[test]
 fn explicit_study_uid_is_shared_with_consistent_study_attributes() {
     let study = "2.25.1234567890".to_string();
-    let ct = SeriesSpec { study_instance_uid: Some(study.clone()), ..small_ct(1, 1) };
-    let other = SeriesSpec { study_instance_uid: Some(study.clone()), ..small_ct(1, 2) };
+    let ct = SeriesSpec {
+        study_instance_uid: Some(study.clone()),
+        ..small_ct(1, 1)
+    };
+    let other = SeriesSpec {
+        study_instance_uid: Some(study.clone()),
+        ..small_ct(1, 2)
+    };
     let a = &generate_series(&ct)[0];
     let b = &generate_series(&other)[0];
     assert_eq!(a.study_instance_uid, study);
@@ -193,7 +264,10 @@ fn explicit_study_uid_is_shared_with_consistent_study_attributes() {
     }
     assert_eq!(ct.resolved_study_instance_uid(), study);
     let derived = small_ct(1, 1);
-    assert_eq!(derived.resolved_study_instance_uid(), generate_series(&derived)[0].study_instance_uid);
+    assert_eq!(
+        derived.resolved_study_instance_uid(),
+        generate_series(&derived)[0].study_instance_uid
+    );
 }
 
 #[test]
@@ -209,4 +283,38 @@ fn modality_names_parse() {
     assert_eq!("CT".parse::<SynthModality>(), Ok(SynthModality::Ct));
     assert_eq!("dx".parse::<SynthModality>(), Ok(SynthModality::Dx));
     assert!("us".parse::<SynthModality>().is_err());
+}
+
+#[test]
+fn transcoding_between_little_endian_syntaxes_preserves_the_data_set() {
+    let inst = &generate_series(&small_ct(1, 2))[0];
+    let implicit = inst
+        .encode_dataset(uids::IMPLICIT_VR_LITTLE_ENDIAN)
+        .expect("encodes");
+    let explicit = transcode_dataset(
+        &implicit,
+        uids::IMPLICIT_VR_LITTLE_ENDIAN,
+        uids::EXPLICIT_VR_LITTLE_ENDIAN,
+    )
+    .expect("transcodes");
+    let ts = TransferSyntaxRegistry
+        .get(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+        .expect("known ts");
+    let parsed = InMemDicomObject::read_dataset_with_ts(&explicit[..], ts).expect("parses");
+    assert_eq!(
+        str_of(&parsed, tags::SOP_INSTANCE_UID),
+        inst.sop_instance_uid
+    );
+    let original = inst
+        .dataset
+        .element(tags::PIXEL_DATA)
+        .expect("pixels")
+        .to_bytes()
+        .expect("bytes");
+    let copied = parsed
+        .element(tags::PIXEL_DATA)
+        .expect("pixels")
+        .to_bytes()
+        .expect("bytes");
+    assert_eq!(original, copied);
 }

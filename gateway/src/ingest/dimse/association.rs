@@ -12,10 +12,10 @@ use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason}
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
+use super::DimseContext;
 use super::command::{DimseCommand, Response, command_field};
 use super::status::{self, store_error_status};
 use super::wire::{Incoming, PdvHeader, Wire, WireError};
-use super::DimseContext;
 use crate::store::uid::validate_uid;
 use crate::store::{self, CommitOutcome, Provenance, StagingFile, StoreError};
 use crate::telemetry::modality_label;
@@ -66,14 +66,30 @@ where
         .iter()
         .filter(|pc| pc.reason == PresentationContextResultReason::Acceptance)
         .map(|pc| {
-            (pc.id, Context { abstract_syntax: pc.abstract_syntax.clone(), transfer_syntax: pc.transfer_syntax.clone() })
+            (
+                pc.id,
+                Context {
+                    abstract_syntax: pc.abstract_syntax.clone(),
+                    transfer_syntax: pc.transfer_syntax.clone(),
+                },
+            )
         })
         .collect();
     let max_pdu = ctx.config.max_pdu_length;
     let (stream, leftover) = association.get_mut();
     let leftover = leftover.split();
-    let mut wire = Wire::new(stream, leftover, max_pdu, Instant::now() + ctx.config.idle_timeout);
-    let mut session = Session { ctx, site, calling_ae, contexts };
+    let mut wire = Wire::new(
+        stream,
+        leftover,
+        max_pdu,
+        Instant::now() + ctx.config.idle_timeout,
+    );
+    let mut session = Session {
+        ctx,
+        site,
+        calling_ae,
+        contexts,
+    };
 
     let end = loop {
         wire.set_deadline(Instant::now() + ctx.config.idle_timeout);
@@ -121,16 +137,24 @@ struct Session<'c> {
 }
 
 impl Session<'_> {
-    async fn handle_message<S>(&mut self, wire: &mut Wire<'_, S>, first: PdvHeader) -> Result<(), WireError>
+    async fn handle_message<S>(
+        &mut self,
+        wire: &mut Wire<'_, S>,
+        first: PdvHeader,
+    ) -> Result<(), WireError>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         if !first.is_command {
-            return Err(WireError::Malformed("data set fragment where a command was expected"));
+            return Err(WireError::Malformed(
+                "data set fragment where a command was expected",
+            ));
         }
         let pc_id = first.presentation_context_id;
         let Some(context) = self.contexts.get(&pc_id).cloned() else {
-            return Err(WireError::Malformed("PDV on a presentation context that was not accepted"));
+            return Err(WireError::Malformed(
+                "PDV on a presentation context that was not accepted",
+            ));
         };
         let command_bytes = read_command(wire, first).await?;
         let command = DimseCommand::decode(&command_bytes).map_err(|e| {
@@ -139,18 +163,41 @@ impl Session<'_> {
         })?;
 
         let (response_field, sop_class, sop_instance, status, comment) = match &command {
-            DimseCommand::Echo { sop_class_uid, .. } => {
-                (command_field::C_ECHO_RSP, sop_class_uid.clone(), None, status::SUCCESS, None)
-            }
-            DimseCommand::Store { sop_class_uid, sop_instance_uid, has_data_set, .. } => {
+            DimseCommand::Echo { sop_class_uid, .. } => (
+                command_field::C_ECHO_RSP,
+                sop_class_uid.clone(),
+                None,
+                status::SUCCESS,
+                None,
+            ),
+            DimseCommand::Store {
+                sop_class_uid,
+                sop_instance_uid,
+                has_data_set,
+                ..
+            } => {
                 let (status, comment) = if *has_data_set {
-                    self.store(wire, pc_id, &context, sop_class_uid, sop_instance_uid).await?
+                    self.store(wire, pc_id, &context, sop_class_uid, sop_instance_uid)
+                        .await?
                 } else {
-                    (status::ERROR_CANNOT_UNDERSTAND, Some("C-STORE-RQ without a data set".to_string()))
+                    (
+                        status::ERROR_CANNOT_UNDERSTAND,
+                        Some("C-STORE-RQ without a data set".to_string()),
+                    )
                 };
-                (command_field::C_STORE_RSP, sop_class_uid.clone(), Some(sop_instance_uid.clone()), status, comment)
+                (
+                    command_field::C_STORE_RSP,
+                    sop_class_uid.clone(),
+                    Some(sop_instance_uid.clone()),
+                    status,
+                    comment,
+                )
             }
-            DimseCommand::Unsupported { command_field, has_data_set, .. } => {
+            DimseCommand::Unsupported {
+                command_field,
+                has_data_set,
+                ..
+            } => {
                 if *has_data_set {
                     discard_data_set(wire, pc_id).await?;
                 }
@@ -204,9 +251,15 @@ impl Session<'_> {
     {
         let refuse = |status: u16, comment: String| (status, Some(comment));
         let precheck = if sop_class_uid != context.abstract_syntax {
-            Err(refuse(status::SOP_CLASS_NOT_SUPPORTED, "SOP class differs from the presentation context".into()))
+            Err(refuse(
+                status::SOP_CLASS_NOT_SUPPORTED,
+                "SOP class differs from the presentation context".into(),
+            ))
         } else if let Err(e) = validate_uid(sop_instance_uid) {
-            Err(refuse(status::INVALID_OBJECT_INSTANCE, format!("affected SOP instance {e}")))
+            Err(refuse(
+                status::INVALID_OBJECT_INSTANCE,
+                format!("affected SOP instance {e}"),
+            ))
         } else {
             Ok(())
         };
@@ -216,8 +269,17 @@ impl Session<'_> {
                 return Ok(self.refused(answer, "precheck"));
             }
             Ok(()) => {
-                let begun = match store::file_meta(sop_class_uid, sop_instance_uid, &context.transfer_syntax) {
-                    Ok(meta) => self.ctx.store.begin(&meta, self.ctx.config.max_instance_size).await,
+                let begun = match store::file_meta(
+                    sop_class_uid,
+                    sop_instance_uid,
+                    &context.transfer_syntax,
+                ) {
+                    Ok(meta) => {
+                        self.ctx
+                            .store
+                            .begin(&meta, self.ctx.config.max_instance_size)
+                            .await
+                    }
                     Err(e) => Err(e),
                 };
                 match begun {
@@ -244,6 +306,17 @@ impl Session<'_> {
         let parsed = tokio::task::spawn_blocking(move || store::parse_header(&path))
             .await
             .unwrap_or_else(|e| Err(StoreError::Unreadable(format!("parser panicked: {e}"))));
+        // A "data set" with neither SOP UID is not one we understand at all
+        // (garbage can parse as a few odd elements): 0xC000, not 0xA900.
+        let parsed = parsed.and_then(|attributes| {
+            if attributes.sop_class_uid.is_empty() && attributes.sop_instance_uid.is_empty() {
+                Err(StoreError::Unreadable(
+                    "no SOP Class or SOP Instance UID in the data set".into(),
+                ))
+            } else {
+                Ok(attributes)
+            }
+        });
         let attributes = match parsed {
             Ok(attributes) => attributes,
             Err(e) => {
@@ -253,7 +326,10 @@ impl Session<'_> {
         };
         if let Some(mismatch) = mismatch(&attributes, sop_class_uid, sop_instance_uid) {
             remove_staged(&staged.path).await;
-            return Ok(self.refused((status::ERROR_DATA_SET_MISMATCH, Some(mismatch.to_string())), "mismatch"));
+            return Ok(self.refused(
+                (status::ERROR_DATA_SET_MISMATCH, Some(mismatch.to_string())),
+                "mismatch",
+            ));
         }
 
         let modality = modality_label(attributes.modality.as_deref());
@@ -263,12 +339,25 @@ impl Session<'_> {
             protocol: "dimse",
             transfer_syntax_uid: context.transfer_syntax.clone(),
         };
-        match self.ctx.store.commit(staged, attributes, provenance, received_at).await {
+        match self
+            .ctx
+            .store
+            .commit(staged, attributes, provenance, received_at)
+            .await
+        {
             Ok(stored) => {
                 if stored.outcome != CommitOutcome::AlreadyStored {
                     let labels = [self.site, modality, "dimse"];
-                    self.ctx.metrics.ingest_instances.with_label_values(&labels).inc();
-                    self.ctx.metrics.ingest_bytes.with_label_values(&labels).inc_by(stored.file_size);
+                    self.ctx
+                        .metrics
+                        .ingest_instances
+                        .with_label_values(&labels)
+                        .inc();
+                    self.ctx
+                        .metrics
+                        .ingest_bytes
+                        .with_label_values(&labels)
+                        .inc_by(stored.file_size);
                 }
                 tracing::debug!(outcome = ?stored.outcome, bytes = stored.file_size, modality, "instance stored");
                 Ok((status::SUCCESS, None))
@@ -278,18 +367,38 @@ impl Session<'_> {
     }
 
     fn store_failed(&self, error: &StoreError) -> (u16, Option<String>) {
-        self.refused((store_error_status(error), Some(error.to_string())), error.as_label())
+        self.refused(
+            (store_error_status(error), Some(error.to_string())),
+            error.as_label(),
+        )
     }
 
-    fn refused(&self, answer: (u16, Option<String>), reason: &'static str) -> (u16, Option<String>) {
-        self.ctx.metrics.ingest_failures.with_label_values(&[self.site, reason]).inc();
-        tracing::warn!(status = format!("{:#06x}", answer.0), reason, comment = answer.1.as_deref().unwrap_or(""), "C-STORE refused");
+    fn refused(
+        &self,
+        answer: (u16, Option<String>),
+        reason: &'static str,
+    ) -> (u16, Option<String>) {
+        self.ctx
+            .metrics
+            .ingest_failures
+            .with_label_values(&[self.site, reason])
+            .inc();
+        tracing::warn!(
+            status = format!("{:#06x}", answer.0),
+            reason,
+            comment = answer.1.as_deref().unwrap_or(""),
+            "C-STORE refused"
+        );
         answer
     }
 }
 
 /// Checks the data set against its command (PS3.4 B.2.3: 0xA900 family).
-fn mismatch(attributes: &store::IndexedAttributes, sop_class: &str, sop_instance: &str) -> Option<&'static str> {
+fn mismatch(
+    attributes: &store::IndexedAttributes,
+    sop_class: &str,
+    sop_instance: &str,
+) -> Option<&'static str> {
     if attributes.sop_class_uid != sop_class {
         return Some("data set SOP Class UID differs from the command");
     }
@@ -379,14 +488,20 @@ where
 }
 
 /// The next PDV must continue the current message on the same context.
-async fn expect_fragment<S>(wire: &mut Wire<'_, S>, pc_id: u8, command: bool) -> Result<PdvHeader, WireError>
+async fn expect_fragment<S>(
+    wire: &mut Wire<'_, S>,
+    pc_id: u8,
+    command: bool,
+) -> Result<PdvHeader, WireError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     match wire.next().await? {
         Incoming::Pdv(h) if h.presentation_context_id == pc_id && h.is_command == command => Ok(h),
         Incoming::Pdv(_) => Err(WireError::Malformed("PDV out of sequence within a message")),
-        Incoming::ReleaseRequested => Err(WireError::Malformed("release requested in the middle of a message")),
+        Incoming::ReleaseRequested => Err(WireError::Malformed(
+            "release requested in the middle of a message",
+        )),
         Incoming::Aborted => Err(WireError::Closed),
     }
 }

@@ -29,10 +29,22 @@ const ERROR_COMMENT_MAX: usize = 64;
 /// A decoded DIMSE request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DimseCommand {
-    Echo { message_id: u16, sop_class_uid: String },
-    Store { message_id: u16, sop_class_uid: String, sop_instance_uid: String, has_data_set: bool },
+    Echo {
+        message_id: u16,
+        sop_class_uid: String,
+    },
+    Store {
+        message_id: u16,
+        sop_class_uid: String,
+        sop_instance_uid: String,
+        has_data_set: bool,
+    },
     /// A command we do not perform; answered with 0x0211.
-    Unsupported { command_field: u16, message_id: u16, has_data_set: bool },
+    Unsupported {
+        command_field: u16,
+        message_id: u16,
+        has_data_set: bool,
+    },
 }
 
 /// Why a command set could not be decoded. The association is aborted: we
@@ -51,7 +63,9 @@ impl DimseCommand {
     pub fn decode(bytes: &[u8]) -> Result<Self, CommandError> {
         let ts = TransferSyntaxRegistry
             .get(IMPLICIT_VR_LE)
-            .ok_or(CommandError::Unparseable("implicit VR little endian unavailable".into()))?;
+            .ok_or(CommandError::Unparseable(
+                "implicit VR little endian unavailable".into(),
+            ))?;
         let obj = InMemDicomObject::read_dataset_with_ts(bytes, ts)
             .map_err(|e| CommandError::Unparseable(e.to_string()))?;
         Self::from_command(&obj)
@@ -64,7 +78,8 @@ impl DimseCommand {
                 .and_then(|e| e.to_str().ok())
                 .map(|s| trim_uid(&s).to_string())
         };
-        let command_field = u16_of(tags::COMMAND_FIELD).ok_or(CommandError::Missing("Command Field"))?;
+        let command_field =
+            u16_of(tags::COMMAND_FIELD).ok_or(CommandError::Missing("Command Field"))?;
         if command_field & command_field::RESPONSE_BIT != 0 {
             return Err(CommandError::NotARequest(command_field));
         }
@@ -85,7 +100,11 @@ impl DimseCommand {
                     .ok_or(CommandError::Missing("Affected SOP Instance UID"))?,
                 has_data_set,
             },
-            other => DimseCommand::Unsupported { command_field: other, message_id, has_data_set },
+            other => DimseCommand::Unsupported {
+                command_field: other,
+                message_id,
+                has_data_set,
+            },
         })
     }
 
@@ -100,7 +119,9 @@ impl DimseCommand {
     pub fn has_data_set(&self) -> bool {
         match self {
             Self::Echo { .. } => false,
-            Self::Store { has_data_set, .. } | Self::Unsupported { has_data_set, .. } => *has_data_set,
+            Self::Store { has_data_set, .. } | Self::Unsupported { has_data_set, .. } => {
+                *has_data_set
+            }
         }
     }
 
@@ -129,18 +150,38 @@ impl Response<'_> {
     pub fn encode(&self) -> Vec<u8> {
         let mut elements = Vec::with_capacity(7);
         if let Some(uid) = self.sop_class_uid {
-            elements.push(DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, PrimitiveValue::from(uid)));
+            elements.push(DataElement::new(
+                tags::AFFECTED_SOP_CLASS_UID,
+                VR::UI,
+                PrimitiveValue::from(uid),
+            ));
         }
-        elements.push(DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(self.command_field)));
+        elements.push(DataElement::new(
+            tags::COMMAND_FIELD,
+            VR::US,
+            PrimitiveValue::from(self.command_field),
+        ));
         elements.push(DataElement::new(
             tags::MESSAGE_ID_BEING_RESPONDED_TO,
             VR::US,
             PrimitiveValue::from(self.message_id),
         ));
-        elements.push(DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, PrimitiveValue::from(DATA_SET_ABSENT)));
-        elements.push(DataElement::new(tags::STATUS, VR::US, PrimitiveValue::from(self.status)));
+        elements.push(DataElement::new(
+            tags::COMMAND_DATA_SET_TYPE,
+            VR::US,
+            PrimitiveValue::from(DATA_SET_ABSENT),
+        ));
+        elements.push(DataElement::new(
+            tags::STATUS,
+            VR::US,
+            PrimitiveValue::from(self.status),
+        ));
         if let Some(uid) = self.sop_instance_uid {
-            elements.push(DataElement::new(tags::AFFECTED_SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from(uid)));
+            elements.push(DataElement::new(
+                tags::AFFECTED_SOP_INSTANCE_UID,
+                VR::UI,
+                PrimitiveValue::from(uid),
+            ));
         }
         if let Some(comment) = self.error_comment {
             let comment: String = comment
@@ -148,12 +189,19 @@ impl Response<'_> {
                 .filter(|c| c.is_ascii() && !c.is_ascii_control() && *c != '\\')
                 .take(ERROR_COMMENT_MAX)
                 .collect();
-            elements.push(DataElement::new(tags::ERROR_COMMENT, VR::LO, PrimitiveValue::from(comment)));
+            elements.push(DataElement::new(
+                tags::ERROR_COMMENT,
+                VR::LO,
+                PrimitiveValue::from(comment),
+            ));
         }
         let obj = InMemDicomObject::command_from_element_iter(elements);
         let mut out = Vec::with_capacity(256);
-        let ts = TransferSyntaxRegistry.get(IMPLICIT_VR_LE).expect("implicit VR LE is built in");
-        obj.write_dataset_with_ts(&mut out, ts).expect("writing to a Vec does not fail");
+        let ts = TransferSyntaxRegistry
+            .get(IMPLICIT_VR_LE)
+            .expect("implicit VR LE is built in");
+        obj.write_dataset_with_ts(&mut out, ts)
+            .expect("writing to a Vec does not fail");
         out
     }
 }
@@ -166,13 +214,20 @@ mod tests {
         let mut elements = vec![
             DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(field)),
             DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(7u16)),
-            DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, PrimitiveValue::from(0x0000u16)),
+            DataElement::new(
+                tags::COMMAND_DATA_SET_TYPE,
+                VR::US,
+                PrimitiveValue::from(0x0000u16),
+            ),
         ];
         elements.extend(extra);
         let obj = InMemDicomObject::command_from_element_iter(elements);
         let mut out = Vec::new();
-        obj.write_dataset_with_ts(&mut out, TransferSyntaxRegistry.get(IMPLICIT_VR_LE).unwrap())
-            .unwrap();
+        obj.write_dataset_with_ts(
+            &mut out,
+            TransferSyntaxRegistry.get(IMPLICIT_VR_LE).unwrap(),
+        )
+        .unwrap();
         out
     }
 
@@ -183,8 +238,16 @@ mod tests {
         let bytes = request(
             command_field::C_STORE_RQ,
             vec![
-                DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, PrimitiveValue::from("1.2.840.10008.5.1.4.1.1.2\0")),
-                DataElement::new(tags::AFFECTED_SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from("1.2.3")),
+                DataElement::new(
+                    tags::AFFECTED_SOP_CLASS_UID,
+                    VR::UI,
+                    PrimitiveValue::from("1.2.840.10008.5.1.4.1.1.2\0"),
+                ),
+                DataElement::new(
+                    tags::AFFECTED_SOP_INSTANCE_UID,
+                    VR::UI,
+                    PrimitiveValue::from("1.2.3"),
+                ),
             ],
         );
         let command = DimseCommand::decode(&bytes).unwrap();
@@ -202,7 +265,10 @@ mod tests {
     #[test]
     fn store_without_instance_uid_is_an_error() {
         let bytes = request(command_field::C_STORE_RQ, vec![]);
-        assert!(matches!(DimseCommand::decode(&bytes), Err(CommandError::Missing(_))));
+        assert!(matches!(
+            DimseCommand::decode(&bytes),
+            Err(CommandError::Missing(_))
+        ));
     }
 
     #[test]
@@ -210,7 +276,11 @@ mod tests {
         let bytes = request(0x0020, vec![]); // C-FIND-RQ
         assert!(matches!(
             DimseCommand::decode(&bytes).unwrap(),
-            DimseCommand::Unsupported { command_field: 0x0020, message_id: 7, has_data_set: true }
+            DimseCommand::Unsupported {
+                command_field: 0x0020,
+                message_id: 7,
+                has_data_set: true
+            }
         ));
         assert!(DimseCommand::decode(b"\x01\x02garbage").is_err());
     }
@@ -228,8 +298,21 @@ mod tests {
         .encode();
         let ts = TransferSyntaxRegistry.get(IMPLICIT_VR_LE).unwrap();
         let obj = InMemDicomObject::read_dataset_with_ts(&bytes[..], ts).unwrap();
-        assert_eq!(obj.get(tags::MESSAGE_ID_BEING_RESPONDED_TO).unwrap().to_int::<u16>().unwrap(), 9);
-        assert_eq!(obj.get(tags::ERROR_COMMENT).unwrap().to_str().unwrap().trim(), "fine");
+        assert_eq!(
+            obj.get(tags::MESSAGE_ID_BEING_RESPONDED_TO)
+                .unwrap()
+                .to_int::<u16>()
+                .unwrap(),
+            9
+        );
+        assert_eq!(
+            obj.get(tags::ERROR_COMMENT)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .trim(),
+            "fine"
+        );
         assert!(obj.get(tags::COMMAND_GROUP_LENGTH).is_some());
     }
 }

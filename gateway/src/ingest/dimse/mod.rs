@@ -16,7 +16,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use dicom_ul::pdu::{
-    AssociationRJ, AssociationRJResult, AssociationRJServiceProviderPresentationReason, AssociationRJSource, Pdu,
+    AssociationRJ, AssociationRJResult, AssociationRJServiceProviderPresentationReason,
+    AssociationRJSource, Pdu,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -94,14 +95,30 @@ pub async fn run_listener(
     }
 }
 
-async fn handle_connection(socket: TcpStream, peer: SocketAddr, ctx: Arc<DimseContext>, permit: OwnedSemaphorePermit) {
+async fn handle_connection(
+    socket: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<DimseContext>,
+    permit: OwnedSemaphorePermit,
+) {
     let verdict = Arc::new(Mutex::new(None));
-    let access = SiteAccess { sites: ctx.sites.clone(), peer: peer.ip(), verdict: verdict.clone() };
+    let access = SiteAccess {
+        sites: ctx.sites.clone(),
+        peer: peer.ip(),
+        verdict: verdict.clone(),
+    };
     let options = server_options(&ctx.ae_title, ctx.config.max_pdu_length, access);
-    let established = tokio::time::timeout(ctx.config.establish_timeout, options.establish_async(socket)).await;
+    let established = tokio::time::timeout(
+        ctx.config.establish_timeout,
+        options.establish_async(socket),
+    )
+    .await;
     let decided = verdict.lock().ok().and_then(|mut v| v.take());
     let count = |site: &str, outcome: &str| {
-        ctx.metrics.dimse_associations.with_label_values(&[site, outcome]).inc();
+        ctx.metrics
+            .dimse_associations
+            .with_label_values(&[site, outcome])
+            .inc();
     };
     let association = match (established, decided) {
         (Ok(Ok(association)), Some(Ok(site))) => (association, site),
@@ -127,7 +144,9 @@ async fn handle_connection(socket: TcpStream, peer: SocketAddr, ctx: Arc<DimseCo
         }
     };
     let (association, site) = association;
-    let calling_ae = dicom_ul::association::Association::peer_ae_title(&association).trim().to_string();
+    let calling_ae = dicom_ul::association::Association::peer_ae_title(&association)
+        .trim()
+        .to_string();
     let span = tracing::Span::current();
     span.record("calling_ae", calling_ae.as_str());
     span.record("site", site.as_str());
@@ -144,11 +163,22 @@ async fn handle_connection(socket: TcpStream, peer: SocketAddr, ctx: Arc<DimseCo
 /// Over the association limit: read the request, answer A-ASSOCIATE-RJ
 /// (transient, service provider presentation, local limit exceeded: 2,3,2).
 async fn reject_busy(mut socket: TcpStream, ctx: Arc<DimseContext>, _permit: OwnedSemaphorePermit) {
-    ctx.metrics.dimse_associations.with_label_values(&[UNKNOWN_SITE, "rejected_limit"]).inc();
+    ctx.metrics
+        .dimse_associations
+        .with_label_values(&[UNKNOWN_SITE, "rejected_limit"])
+        .inc();
     tracing::warn!("association limit reached; rejecting");
     let mut buffer = bytes::BytesMut::new();
-    let read = dicom_ul::association::read_pdu_from_wire_async(&mut socket, &mut buffer, ctx.config.max_pdu_length, true);
-    if !matches!(tokio::time::timeout(ctx.config.establish_timeout, read).await, Ok(Ok(Pdu::AssociationRQ(_)))) {
+    let read = dicom_ul::association::read_pdu_from_wire_async(
+        &mut socket,
+        &mut buffer,
+        ctx.config.max_pdu_length,
+        true,
+    );
+    if !matches!(
+        tokio::time::timeout(ctx.config.establish_timeout, read).await,
+        Ok(Ok(Pdu::AssociationRQ(_)))
+    ) {
         return;
     }
     let rj = Pdu::AssociationRJ(AssociationRJ {

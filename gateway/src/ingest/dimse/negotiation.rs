@@ -19,18 +19,33 @@ use crate::sites::{SiteRegistry, SiteRejection};
 pub const TRANSFER_SYNTAXES: &[(&str, &str)] = &[
     ("1.2.840.10008.1.2.1", "Explicit VR Little Endian"),
     ("1.2.840.10008.1.2", "Implicit VR Little Endian"),
-    ("1.2.840.10008.1.2.1.99", "Deflated Explicit VR Little Endian"),
+    (
+        "1.2.840.10008.1.2.1.99",
+        "Deflated Explicit VR Little Endian",
+    ),
     ("1.2.840.10008.1.2.2", "Explicit VR Big Endian (retired)"),
     ("1.2.840.10008.1.2.4.50", "JPEG Baseline (Process 1)"),
     ("1.2.840.10008.1.2.4.51", "JPEG Extended (Process 2 & 4)"),
-    ("1.2.840.10008.1.2.4.57", "JPEG Lossless, Non-Hierarchical (Process 14)"),
-    ("1.2.840.10008.1.2.4.70", "JPEG Lossless, First-Order Prediction (Process 14, SV1)"),
+    (
+        "1.2.840.10008.1.2.4.57",
+        "JPEG Lossless, Non-Hierarchical (Process 14)",
+    ),
+    (
+        "1.2.840.10008.1.2.4.70",
+        "JPEG Lossless, First-Order Prediction (Process 14, SV1)",
+    ),
     ("1.2.840.10008.1.2.4.80", "JPEG-LS Lossless"),
     ("1.2.840.10008.1.2.4.81", "JPEG-LS Near-Lossless"),
     ("1.2.840.10008.1.2.4.90", "JPEG 2000 (Lossless Only)"),
     ("1.2.840.10008.1.2.4.91", "JPEG 2000"),
-    ("1.2.840.10008.1.2.4.201", "High-Throughput JPEG 2000 (Lossless Only)"),
-    ("1.2.840.10008.1.2.4.202", "High-Throughput JPEG 2000 with RPCL (Lossless Only)"),
+    (
+        "1.2.840.10008.1.2.4.201",
+        "High-Throughput JPEG 2000 (Lossless Only)",
+    ),
+    (
+        "1.2.840.10008.1.2.4.202",
+        "High-Throughput JPEG 2000 with RPCL (Lossless Only)",
+    ),
     ("1.2.840.10008.1.2.4.203", "High-Throughput JPEG 2000"),
     ("1.2.840.10008.1.2.5", "RLE Lossless"),
 ];
@@ -60,10 +75,14 @@ impl AccessControl for SiteAccess {
         called_ae_title: &str,
         _user_identity: Option<&UserIdentity>,
     ) -> Result<(), AssociationRJServiceUserReason> {
-        let verdict = self.sites.resolve(calling_ae_title, called_ae_title, self.peer);
+        let verdict = self
+            .sites
+            .resolve(calling_ae_title, called_ae_title, self.peer);
         let answer = match &verdict {
             Ok(_) => Ok(()),
-            Err(SiteRejection::WrongCalledAe) => Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized),
+            Err(SiteRejection::WrongCalledAe) => {
+                Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized)
+            }
             // A known AE from a disallowed address is answered like an unknown
             // AE, so a prober learns nothing about which titles exist.
             Err(SiteRejection::UnknownCallingAe | SiteRejection::AddressNotAllowed) => {
@@ -82,7 +101,8 @@ pub fn server_options(
     ae_title: &str,
     max_pdu_length: u32,
     access: SiteAccess,
-) -> ServerAssociationOptions<'static, SiteAccess, dicom_ul::association::server::DefaultNegotiation> {
+) -> ServerAssociationOptions<'static, SiteAccess, dicom_ul::association::server::DefaultNegotiation>
+{
     let mut options = ServerAssociationOptions::new()
         .ae_access_control(access)
         .ae_title(ae_title.to_string())

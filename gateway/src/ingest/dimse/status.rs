@@ -53,11 +53,23 @@ mod tests {
 
     #[test]
     fn store_errors_map_to_their_families() {
-        let low = StoreError::LowDiskSpace { available: 1, required: 2 };
+        let low = StoreError::LowDiskSpace {
+            available: 1,
+            required: 2,
+        };
         assert_eq!(store_error_status(&low) & 0xFF00, 0xA700);
-        assert_eq!(store_error_status(&StoreError::Write(std::io::Error::other("x"))), 0xA700);
-        assert_eq!(store_error_status(&StoreError::TooLarge { limit: 1 }) & 0xFF00, 0xA700);
-        assert_eq!(store_error_status(&StoreError::Unreadable("x".into())) & 0xF000, 0xC000);
+        assert_eq!(
+            store_error_status(&StoreError::Write(std::io::Error::other("x"))),
+            0xA700
+        );
+        assert_eq!(
+            store_error_status(&StoreError::TooLarge { limit: 1 }) & 0xFF00,
+            0xA700
+        );
+        assert_eq!(
+            store_error_status(&StoreError::Unreadable("x".into())) & 0xF000,
+            0xC000
+        );
         assert_eq!(status_class(SUCCESS), "success");
         assert_eq!(status_class(0xB000), "warning");
         assert_eq!(status_class(ERROR_DATA_SET_MISMATCH), "failure");

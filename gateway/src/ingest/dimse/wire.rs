@@ -80,7 +80,9 @@ impl WireError {
             Self::UnexpectedPdu(_) => R::UnexpectedPdu,
             Self::UnknownPdu(_) => R::UnrecognizedPdu,
         };
-        Some(Pdu::AbortRQ { source: AbortRQSource::ServiceProvider(reason) })
+        Some(Pdu::AbortRQ {
+            source: AbortRQSource::ServiceProvider(reason),
+        })
     }
 
     pub fn as_label(&self) -> &'static str {
@@ -115,7 +117,14 @@ where
     pub fn new(stream: &'a mut S, leftover: BytesMut, max_pdu: u32, deadline: Instant) -> Self {
         let mut buffer = leftover;
         buffer.reserve(CHUNK);
-        Self { stream, buffer, max_pdu, pdu_remaining: 0, pdv_remaining: 0, deadline }
+        Self {
+            stream,
+            buffer,
+            max_pdu,
+            pdu_remaining: 0,
+            pdv_remaining: 0,
+            deadline,
+        }
     }
 
     pub fn set_deadline(&mut self, deadline: Instant) {
@@ -131,11 +140,19 @@ where
         if self.pdu_remaining == 0 {
             self.fill(PDU_HEADER).await?;
             let kind = self.buffer[0];
-            let length = u32::from_be_bytes([self.buffer[2], self.buffer[3], self.buffer[4], self.buffer[5]]);
+            let length = u32::from_be_bytes([
+                self.buffer[2],
+                self.buffer[3],
+                self.buffer[4],
+                self.buffer[5],
+            ]);
             match kind {
                 pdu_type::P_DATA_TF => {
                     if length > self.max_pdu {
-                        return Err(WireError::PduTooLarge { length, max: self.max_pdu });
+                        return Err(WireError::PduTooLarge {
+                            length,
+                            max: self.max_pdu,
+                        });
                     }
                     if (length as usize) < PDV_HEADER {
                         return Err(WireError::Malformed("P-DATA PDU too short for one PDV"));
@@ -145,11 +162,17 @@ where
                 }
                 pdu_type::RELEASE_RQ | pdu_type::ABORT => {
                     if length != SHORT_PDU_BODY {
-                        return Err(WireError::Malformed("release or abort PDU with a wrong length"));
+                        return Err(WireError::Malformed(
+                            "release or abort PDU with a wrong length",
+                        ));
                     }
                     self.fill(PDU_HEADER + SHORT_PDU_BODY as usize).await?;
                     self.buffer.advance(PDU_HEADER + SHORT_PDU_BODY as usize);
-                    return Ok(if kind == pdu_type::ABORT { Incoming::Aborted } else { Incoming::ReleaseRequested });
+                    return Ok(if kind == pdu_type::ABORT {
+                        Incoming::Aborted
+                    } else {
+                        Incoming::ReleaseRequested
+                    });
                 }
                 pdu_type::ASSOCIATE_RQ
                 | pdu_type::ASSOCIATE_AC
@@ -162,7 +185,12 @@ where
             return Err(WireError::Malformed("PDV item header crosses the PDU end"));
         }
         self.fill(PDV_HEADER).await?;
-        let item_length = u32::from_be_bytes([self.buffer[0], self.buffer[1], self.buffer[2], self.buffer[3]]);
+        let item_length = u32::from_be_bytes([
+            self.buffer[0],
+            self.buffer[1],
+            self.buffer[2],
+            self.buffer[3],
+        ]);
         let presentation_context_id = self.buffer[4];
         let control = self.buffer[5];
         if item_length < 2 || item_length > self.pdu_remaining - 4 {
@@ -193,7 +221,11 @@ where
         if self.buffer.is_empty() {
             self.read_more().await?;
         }
-        let take = self.buffer.len().min(self.pdv_remaining as usize).min(CHUNK);
+        let take = self
+            .buffer
+            .len()
+            .min(self.pdv_remaining as usize)
+            .min(CHUNK);
         self.pdv_remaining -= take as u32;
         Ok(self.buffer.split_to(take).freeze())
     }
@@ -206,7 +238,9 @@ where
             self.stream.write_all(&bytes).await?;
             self.stream.flush().await
         };
-        tokio::time::timeout_at(self.deadline, write).await.map_err(|_| WireError::Timeout)??;
+        tokio::time::timeout_at(self.deadline, write)
+            .await
+            .map_err(|_| WireError::Timeout)??;
         Ok(())
     }
 
@@ -220,7 +254,9 @@ where
     async fn read_more(&mut self) -> Result<(), WireError> {
         self.buffer.reserve(CHUNK);
         let read = self.stream.read_buf(&mut self.buffer);
-        let n = tokio::time::timeout_at(self.deadline, read).await.map_err(|_| WireError::Timeout)??;
+        let n = tokio::time::timeout_at(self.deadline, read)
+            .await
+            .map_err(|_| WireError::Timeout)??;
         if n == 0 {
             return Err(WireError::Closed);
         }
@@ -257,11 +293,15 @@ mod tests {
         far.write_all(&bytes).await.unwrap();
         let mut wire = Wire::new(&mut near, BytesMut::new(), 200_000, deadline());
 
-        let Incoming::Pdv(h) = wire.next().await.unwrap() else { panic!() };
+        let Incoming::Pdv(h) = wire.next().await.unwrap() else {
+            panic!()
+        };
         assert!(h.is_command && h.is_last && h.length == 7);
         assert_eq!(&wire.read_chunk().await.unwrap()[..], b"command");
 
-        let Incoming::Pdv(h) = wire.next().await.unwrap() else { panic!() };
+        let Incoming::Pdv(h) = wire.next().await.unwrap() else {
+            panic!()
+        };
         assert!(!h.is_command && h.is_last && h.length == 100_000);
         let mut total = 0;
         while wire.pdv_remaining() > 0 {
@@ -277,17 +317,29 @@ mod tests {
     async fn oversized_pdu_is_refused_before_its_body_arrives() {
         let (mut near, mut far) = tokio::io::duplex(1024);
         // Announce 1 GiB, send only the header.
-        far.write_all(&[pdu_type::P_DATA_TF, 0, 0x40, 0, 0, 0]).await.unwrap();
+        far.write_all(&[pdu_type::P_DATA_TF, 0, 0x40, 0, 0, 0])
+            .await
+            .unwrap();
         let mut wire = Wire::new(&mut near, BytesMut::new(), 16_384, deadline());
-        assert!(matches!(wire.next().await, Err(WireError::PduTooLarge { length: 0x4000_0000, max: 16_384 })));
+        assert!(matches!(
+            wire.next().await,
+            Err(WireError::PduTooLarge {
+                length: 0x4000_0000,
+                max: 16_384
+            })
+        ));
     }
 
     #[tokio::test]
     async fn trickling_peer_hits_the_deadline() {
         let (mut near, mut far) = tokio::io::duplex(1024);
         far.write_all(&[pdu_type::P_DATA_TF, 0]).await.unwrap();
-        let mut wire =
-            Wire::new(&mut near, BytesMut::new(), 16_384, Instant::now() + Duration::from_millis(50));
+        let mut wire = Wire::new(
+            &mut near,
+            BytesMut::new(),
+            16_384,
+            Instant::now() + Duration::from_millis(50),
+        );
         assert!(matches!(wire.next().await, Err(WireError::Timeout)));
     }
 
@@ -305,7 +357,9 @@ mod tests {
     #[tokio::test]
     async fn association_pdu_mid_transfer_is_unexpected() {
         let (mut near, mut far) = tokio::io::duplex(1024);
-        far.write_all(&[pdu_type::ASSOCIATE_RQ, 0, 0, 0, 0, 4, 0, 0, 0, 0]).await.unwrap();
+        far.write_all(&[pdu_type::ASSOCIATE_RQ, 0, 0, 0, 0, 4, 0, 0, 0, 0])
+            .await
+            .unwrap();
         let mut wire = Wire::new(&mut near, BytesMut::new(), 16_384, deadline());
         let err = wire.next().await.unwrap_err();
         assert!(matches!(err, WireError::UnexpectedPdu(0x01)));

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh Debian machine: installs what the
+# tests talk to (dcmtk, redis-server) when missing, builds the workspace
+# once, then runs every test. CI (.ci/run) calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_packages=()
+for tool in storescu echoscu findscu storescp dcmcjpeg dcmcrle dcmcjpls dcmdump; do
+  [ -x "/usr/bin/$tool" ] || { need_packages+=(dcmtk); break; }
+done
+command -v redis-server >/dev/null 2>&1 || need_packages+=(redis-server)
+if [ ${#need_packages[@]} -gt 0 ]; then
+  echo "installing: ${need_packages[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo_cmd apt-get update -q
+  $sudo_cmd apt-get install -y -q --no-install-recommends "${need_packages[@]}"
+fi
+
+# dcmtk keeps Nagle's algorithm on unless told otherwise (40 ms per round trip).
+export TCP_NODELAY=1
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+# The end-to-end tests drive the real binary: build everything first.
+cargo build --workspace --all-targets --locked
+cargo test --workspace --locked "$@"
