@@ -6,7 +6,6 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -146,6 +145,8 @@ async fn main() -> ExitCode {
 async fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
     let addr = resolve(&args.peer.addr).await?;
     let transfer_syntax = transfer_syntax_uid(&args.transfer_syntax);
+    let scu = scu_options(&args.peer, transfer_syntax.clone());
+    scu.validate()?;
     let specs = series_specs(&args.series);
 
     // Generation and encoding are not part of the measurement.
@@ -168,10 +169,10 @@ async fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
     let progress = progress_bar(prepared.len() as u64, !args.json);
     let config = StoreRunConfig {
         addr,
-        scu: scu_options(&args.peer, transfer_syntax),
+        scu,
         associations: args.associations,
     };
-    let outcome = run_store(&config, Arc::new(prepared), progress).await;
+    let outcome = run_store(&config, prepared, progress).await;
     let report = StoreReport::from_outcome(&outcome);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

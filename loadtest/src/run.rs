@@ -93,18 +93,32 @@ const MAX_RECONNECTS: usize = 3;
 
 /// Send every instance over `config.associations` parallel associations,
 /// ticking `progress` once per instance.
+///
+/// The first association is established before the clock starts: it tells
+/// which transfer syntax the peer accepted, so any transcoding happens
+/// untimed, and it then serves as the first worker's association.
 pub async fn run_store(
     config: &StoreRunConfig,
-    instances: Arc<Vec<PreparedInstance>>,
+    instances: Vec<PreparedInstance>,
     progress: ProgressBar,
 ) -> RunOutcome {
     let associations = config.associations.clamp(1, instances.len().max(1));
     let mut sop_classes: Vec<String> = Vec::new();
-    for inst in instances.iter() {
+    for inst in &instances {
         if !sop_classes.contains(&inst.sop_class_uid) {
             sop_classes.push(inst.sop_class_uid.clone());
         }
     }
+    let class_refs: Vec<&str> = sop_classes.iter().map(String::as_str).collect();
+    // A failed probe is not fatal here: the worker retries and records why.
+    let mut first_client = StoreClient::connect(config.addr, &config.scu, &class_refs)
+        .await
+        .ok();
+    let instances = match &first_client {
+        Some(client) => match_negotiated_syntaxes(client, instances),
+        None => instances,
+    };
+    let instances = Arc::new(instances);
     let sop_classes = Arc::new(sop_classes);
 
     let started = Instant::now();
@@ -118,7 +132,10 @@ pub async fn run_store(
             range: range.clone(),
             progress: progress.clone(),
         };
-        workers.push((range, tokio::spawn(worker.run())));
+        workers.push((range, tokio::spawn(worker.run(first_client.take()))));
+    }
+    if let Some(unused) = first_client {
+        let _ = unused.release().await;
     }
     let mut results = Vec::with_capacity(instances.len());
     for (range, handle) in workers {
@@ -143,6 +160,30 @@ pub async fn run_store(
     }
 }
 
+/// Re-encode instances whose prepared syntax the peer did not accept.
+///
+/// Runs inline: the clock has not started and no other task is busy yet.
+/// Instances that fail to transcode are left as they are; the worker tries
+/// again when sending and reports the error against that instance.
+fn match_negotiated_syntaxes(
+    client: &StoreClient,
+    mut instances: Vec<PreparedInstance>,
+) -> Vec<PreparedInstance> {
+    for inst in &mut instances {
+        let Some(ts) = client.transfer_syntax_for(&inst.sop_class_uid) else {
+            continue;
+        };
+        if ts == inst.transfer_syntax {
+            continue;
+        }
+        if let Ok(dataset) = transcode_dataset(&inst.dataset, &inst.transfer_syntax, ts) {
+            inst.dataset = dataset;
+            inst.transfer_syntax = ts.to_string();
+        }
+    }
+    instances
+}
+
 /// Split `0..len` into `parts` contiguous ranges whose sizes differ by at most one.
 fn split(len: usize, parts: usize) -> Vec<Range<usize>> {
     let parts = parts.max(1);
@@ -163,9 +204,9 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(self) -> Vec<InstanceRecord> {
+    /// Send this share, starting on `client` if one is already open.
+    async fn run(self, mut client: Option<StoreClient>) -> Vec<InstanceRecord> {
         let mut records = Vec::with_capacity(self.range.len());
-        let mut client: Option<StoreClient> = None;
         let mut reconnects = 0;
         for index in self.range.clone() {
             let inst = &self.instances[index];
@@ -253,9 +294,22 @@ fn failed(dataset_bytes: usize, error: &ScuError) -> InstanceRecord {
         dataset_bytes,
         outcome: InstanceResult::Failed {
             kind: error.kind(),
-            message: error.to_string(),
+            message: error_chain(error),
         },
     }
+}
+
+/// The error and its causes on one line: "i/o error while trying to
+/// establish association: Connection refused (os error 111)".
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    message
 }
 
 #[cfg(test)]

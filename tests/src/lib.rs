@@ -5,7 +5,7 @@
 //! ```no_run
 //! # use gateway_e2e::*;
 //! let gw = TestGateway::start("");
-//! let out = dcmtk("echoscu").args(gw.echoscu_args("DEMO-SCU")).output().unwrap();
+//! let out = dcmtk("echoscu").args(gw.dcmtk_args("DEMO-SCU")).output().unwrap();
 //! assert!(out.status.success());
 //! ```
 

@@ -358,6 +358,18 @@ async fn command_dataset_mismatch_gets_a900_and_nothing_is_stored() {
         .await
         .unwrap();
     assert_eq!(ack.status & 0xF000, 0xC000, "status {:#06x}", ack.status);
+    // An element that claims 3.75 GiB in a tiny data set: refused fast, without allocating it.
+    let mut lying = vec![0x40, 0x00, 0x60, 0xA1, b'U', b'T', 0, 0];
+    lying.extend(0xF000_0000u32.to_le_bytes());
+    lying.extend([b'x'; 64]);
+    let started = std::time::Instant::now();
+    let ack = client.store_raw(CT, "1.2.3.4.5.6.9", &lying).await.unwrap();
+    assert_eq!(ack.status & 0xF000, 0xC000, "status {:#06x}", ack.status);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
     // An invalid UID in the command never reaches a path: 0x0117.
     let ack = client
         .store_raw(CT, "../../etc/passwd", &bytes)

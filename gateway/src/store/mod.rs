@@ -12,6 +12,7 @@ mod attributes;
 mod committer;
 pub mod index;
 mod layout;
+pub mod length_guard;
 mod reconcile;
 mod staging;
 pub mod uid;
@@ -233,12 +234,29 @@ impl Store {
     }
 }
 
-/// Reads the header (everything before Pixel Data) of a Part 10 file.
-/// Blocking: call it from `spawn_blocking`.
-pub fn parse_header(path: &Path) -> Result<IndexedAttributes, StoreError> {
+/// Reads the header (everything before Pixel Data) of a staged Part 10
+/// file, after checking every declared element length against the bytes
+/// actually present (see [`length_guard`]). Blocking: call it from
+/// `spawn_blocking`.
+pub fn parse_header(
+    staged: &StagedFile,
+    transfer_syntax_uid: &str,
+) -> Result<IndexedAttributes, StoreError> {
+    use std::io::{BufReader, Seek, SeekFrom};
+    let (encoding, deflated) = length_guard::Encoding::of_transfer_syntax(transfer_syntax_uid);
+    let mut file = std::fs::File::open(&staged.path).map_err(StoreError::Write)?;
+    file.seek(SeekFrom::Start(staged.dataset_offset))
+        .map_err(StoreError::Write)?;
+    let reader = BufReader::new(file);
+    let checked = if deflated {
+        length_guard::check_lengths(flate2::read::DeflateDecoder::new(reader), None, encoding)
+    } else {
+        length_guard::check_lengths(reader, Some(staged.dataset_size), encoding)
+    };
+    checked.map_err(StoreError::Unreadable)?;
     let obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
-        .open_file(path)
+        .open_file(&staged.path)
         .map_err(|e| StoreError::Unreadable(e.to_string()))?;
     Ok(IndexedAttributes::from_object(&obj))
 }

@@ -42,6 +42,8 @@ pub struct StagedFile {
     pub sha256: String,
     pub file_size: u64,
     pub dataset_size: u64,
+    /// Where the data set starts (after preamble and file meta).
+    pub dataset_offset: u64,
 }
 
 impl StagingFile {
@@ -114,6 +116,7 @@ impl StagingFile {
             sha256: hex::encode(self.hasher.finalize()),
             file_size: self.total_bytes,
             dataset_size: self.dataset_bytes,
+            dataset_offset: self.total_bytes - self.dataset_bytes,
         })
     }
 

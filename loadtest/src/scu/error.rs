@@ -104,7 +104,7 @@ impl ScuError {
     }
 
     /// Translate a dicom-ul error into the cases callers act on; `timeout`
-    /// is the per-read limit the association was configured with.
+    /// is the limit the operation ran under.
     pub(crate) fn from_upper_layer(
         operation: &'static str,
         timeout: Duration,

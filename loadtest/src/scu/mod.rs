@@ -59,6 +59,15 @@ impl Default for ScuOptions {
     }
 }
 
+impl ScuOptions {
+    /// Check what can be checked before connecting: AE titles are 1-16
+    /// printable ASCII characters without backslash.
+    pub fn validate(&self) -> Result<(), ScuError> {
+        validate_ae_title("calling", &self.calling_ae)?;
+        validate_ae_title("called", &self.called_ae)
+    }
+}
+
 /// The peer's answer to one C-STORE.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreAck {
@@ -117,8 +126,18 @@ impl StoreClient {
         opts: &ScuOptions,
         sop_classes: &[&str],
     ) -> Result<Self, ScuError> {
-        validate_ae_title("calling", &opts.calling_ae)?;
-        validate_ae_title("called", &opts.called_ae)?;
+        Self::connect_with_timeout(addr, opts, sop_classes, DEFAULT_TIMEOUT).await
+    }
+
+    /// [`connect`](Self::connect) with a limit other than [`DEFAULT_TIMEOUT`]
+    /// for establishing the association and for each later exchange.
+    pub async fn connect_with_timeout(
+        addr: SocketAddr,
+        opts: &ScuOptions,
+        sop_classes: &[&str],
+        timeout: Duration,
+    ) -> Result<Self, ScuError> {
+        opts.validate()?;
         let preferred = trim_uid(&opts.transfer_syntax).to_string();
         let fallback: Vec<String> = [
             uids::EXPLICIT_VR_LITTLE_ENDIAN,
@@ -147,9 +166,9 @@ impl StoreClient {
             .calling_ae_title(opts.calling_ae.clone())
             .called_ae_title(opts.called_ae.clone())
             .max_pdu_length(opts.max_pdu)
-            .connection_timeout(DEFAULT_TIMEOUT)
-            .read_timeout(DEFAULT_TIMEOUT)
-            .write_timeout(DEFAULT_TIMEOUT)
+            // No per-read or per-write socket timeouts: every operation
+            // below runs under one deadline of its own instead.
+            .connection_timeout(timeout)
             .with_presentation_context(
                 uids::VERIFICATION.to_string(),
                 vec![
@@ -163,15 +182,21 @@ impl StoreClient {
                 .with_presentation_context(class.to_string(), fallback.clone());
         }
 
-        let association = options
-            .establish_async(addr)
-            .await
-            .map_err(|e| ScuError::from_upper_layer("establish association", DEFAULT_TIMEOUT, e))?;
+        let operation = "establish association";
+        let association = match tokio::time::timeout(timeout, options.establish_async(addr)).await {
+            Ok(result) => result.map_err(|e| ScuError::from_upper_layer(operation, timeout, e))?,
+            Err(_) => {
+                return Err(ScuError::Timeout {
+                    operation,
+                    after: timeout,
+                });
+            }
+        };
         let mut client = StoreClient {
             association,
             preferred_transfer_syntax: preferred,
             next_message_id: 1,
-            timeout: DEFAULT_TIMEOUT,
+            timeout,
             write_buffer: Vec::new(),
             unusable: false,
         };
@@ -187,7 +212,7 @@ impl StoreClient {
         Ok(client)
     }
 
-    /// Change the limit for each later echo or store (default 60 s).
+    /// Change the limit for each later echo, store or release.
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
     }
@@ -282,11 +307,14 @@ impl StoreClient {
     pub async fn release(self) -> Result<(), ScuError> {
         let timeout = self.timeout;
         if self.unusable {
-            return self
-                .association
-                .abort()
-                .await
-                .map_err(|e| ScuError::from_upper_layer("abort association", timeout, e));
+            let operation = "abort association";
+            return match tokio::time::timeout(timeout, self.association.abort()).await {
+                Ok(result) => result.map_err(|e| ScuError::from_upper_layer(operation, timeout, e)),
+                Err(_) => Err(ScuError::Timeout {
+                    operation,
+                    after: timeout,
+                }),
+            };
         }
         match tokio::time::timeout(timeout, self.association.release()).await {
             Ok(result) => {

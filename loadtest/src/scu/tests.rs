@@ -25,6 +25,8 @@ enum Answer {
     Status(u16),
     /// Answer with a MessageIDBeingRespondedTo that was never sent.
     WrongMessageId,
+    /// Read requests but never answer C-STOREs.
+    Silent,
 }
 
 /// What the fake SCP saw for one request.
@@ -144,6 +146,7 @@ async fn serve(socket: tokio::net::TcpStream, answer: Answer, log: Arc<Mutex<Vec
             (0x0030, _) => (0x8030, 0x0000, message_id),
             (_, Answer::Status(status)) => (0x8001, status, message_id),
             (_, Answer::WrongMessageId) => (0x8001, 0x0000, message_id.wrapping_add(100)),
+            (_, Answer::Silent) => continue,
         };
         let response = InMemDicomObject::command_from_element_iter([
             DataElement::new(
@@ -264,6 +267,20 @@ async fn mismatched_message_id_is_a_protocol_error() {
     // The association is no longer trusted.
     assert!(matches!(client.echo().await, Err(ScuError::Unusable)));
     client.release().await.expect("aborts quietly");
+}
+
+#[tokio::test]
+async fn unanswered_store_times_out() {
+    let scp = FakeScp::start(Answer::Silent).await;
+    let mut client = StoreClient::connect(scp.addr, &options(SCP_AE), &[uids::CT_IMAGE_STORAGE])
+        .await
+        .expect("associates");
+    client.set_timeout(Duration::from_millis(200));
+    let error = client.store(&small_ct(1)[0]).await.expect_err("no answer");
+    assert!(matches!(error, ScuError::Timeout { .. }), "{error}");
+    assert!(error.is_retryable());
+    assert!(matches!(client.echo().await, Err(ScuError::Unusable)));
+    client.release().await.expect("aborts");
 }
 
 #[tokio::test]

@@ -302,10 +302,18 @@ impl Session<'_> {
             Err(e) => return Ok(self.store_failed(&e)),
         };
 
-        let path = staged.path.clone();
-        let parsed = tokio::task::spawn_blocking(move || store::parse_header(&path))
+        let (parsed, staged) = {
+            let transfer_syntax = context.transfer_syntax.clone();
+            tokio::task::spawn_blocking(move || {
+                (store::parse_header(&staged, &transfer_syntax), staged)
+            })
             .await
-            .unwrap_or_else(|e| Err(StoreError::Unreadable(format!("parser panicked: {e}"))));
+            .map_err(|e| {
+                WireError::Io(std::io::Error::other(format!(
+                    "header parser panicked: {e}"
+                )))
+            })?
+        };
         // A "data set" with neither SOP UID is not one we understand at all
         // (garbage can parse as a few odd elements): 0xC000, not 0xA900.
         let parsed = parsed.and_then(|attributes| {
