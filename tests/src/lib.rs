@@ -298,3 +298,37 @@ pub fn write_part10_files(
         })
         .collect()
 }
+
+/// Negotiates a Verification association by hand over a plain `TcpStream`
+/// and returns the socket, so a test can then send bytes no well-behaved SCU
+/// would (oversized PDUs, trickled messages). Presentation context ID is 1.
+pub fn raw_association(addr: SocketAddr, calling_ae: &str) -> std::net::TcpStream {
+    use dicom_ul::pdu::{AssociationRQ, PresentationContextProposed, UserVariableItem};
+    use std::io::Write;
+    let rq = dicom_ul::Pdu::AssociationRQ(AssociationRQ {
+        protocol_version: 1,
+        calling_ae_title: calling_ae.into(),
+        called_ae_title: "GATEWAY".into(),
+        application_context_name: "1.2.840.10008.3.1.1.1".into(),
+        presentation_contexts: vec![PresentationContextProposed {
+            id: 1,
+            abstract_syntax: "1.2.840.10008.1.1".into(),
+            transfer_syntaxes: vec!["1.2.840.10008.1.2".into()],
+        }],
+        user_variables: vec![UserVariableItem::MaxLength(16_384)],
+    });
+    let mut bytes = Vec::new();
+    dicom_ul::write_pdu(&mut bytes, &rq).expect("encode A-ASSOCIATE-RQ");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_nodelay(true).unwrap();
+    stream.write_all(&bytes).unwrap();
+    let mut buffer = bytes::BytesMut::new();
+    let pdu = dicom_ul::association::read_pdu_from_wire(&mut stream, &mut buffer, 65_536, false)
+        .expect("association answer");
+    assert!(
+        matches!(pdu, dicom_ul::Pdu::AssociationAC(_)),
+        "expected A-ASSOCIATE-AC, got {pdu:?}"
+    );
+    assert!(buffer.is_empty());
+    stream
+}

@@ -419,30 +419,23 @@ async fn low_disk_space_and_oversized_instances_are_refused_a7xx() {
 
 #[tokio::test]
 async fn oversized_pdu_aborts_the_association_and_the_gateway_keeps_serving() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let gw = TestGateway::start("");
-    let mut association = dicom_ul::ClientAssociationOptions::new()
-        .calling_ae_title("DEMO-SCU")
-        .called_ae_title("GATEWAY")
-        .with_abstract_syntax(CT)
-        .establish_async(gw.dimse)
-        .await
-        .unwrap();
+    let mut stream = gateway_e2e::raw_association(gw.dimse, "DEMO-SCU");
     // A P-DATA-TF header announcing 16 MiB, far above the 64 KiB we offered.
-    let stream = association.inner_stream();
-    stream.write_all(&[0x04, 0, 0x01, 0, 0, 0]).await.unwrap();
-    stream.write_all(&[0u8; 1024]).await.unwrap();
+    use std::io::{Read, Write};
+    stream.write_all(&[0x04, 0, 0x01, 0, 0, 0]).unwrap();
+    let _ = stream.write_all(&[0u8; 1024]);
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
     let mut reply = [0u8; 10];
-    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut reply))
-        .await
-        .unwrap()
-        .unwrap_or(0);
+    let n = stream.read(&mut reply).unwrap_or(0);
     assert!(
         n == 0 || reply[0] == 0x07,
         "expected A-ABORT or close, got {:?}",
         &reply[..n]
     );
-    drop(association);
+    drop(stream);
     assert!(
         gw.log().contains("exceeds the negotiated maximum"),
         "{}",
