@@ -45,7 +45,7 @@ pub(super) struct Committer {
 /// What one request will become once the transaction commits.
 enum Plan {
     Insert {
-        row: IndexRow,
+        row: Box<IndexRow>,
         outcome: CommitOutcome,
         audit: Option<AuditEntry>,
     },
@@ -232,7 +232,7 @@ impl Committer {
             },
         );
         Plan::Insert {
-            row,
+            row: Box::new(row),
             outcome,
             audit: audit_entry,
         }
