@@ -147,12 +147,18 @@ impl TestGateway {
 
     /// SIGTERM, then wait for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("gateway running");
+        let child = self.child.as_ref().expect("gateway running");
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         )
         .expect("SIGTERM");
+        self.terminate_wait()
+    }
+
+    /// Waits (up to 30 s) for a gateway that was told to stop to exit.
+    pub fn terminate_wait(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("gateway running");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait().expect("wait") {

@@ -170,3 +170,40 @@ fn sigterm_stops_cleanly() {
     assert!(!gw.data_dir().join("listeners.json").exists());
     assert!(gw.log().contains("gateway stopped"), "{}", gw.log());
 }
+
+#[tokio::test]
+async fn sigterm_lets_an_open_association_finish_its_work() {
+    use dicom_loadtest::scu::{ScuOptions, StoreClient};
+    let mut gw = TestGateway::start("");
+    let mut spec = dicom_loadtest::synth::SeriesSpec::ct_head(3, 21);
+    spec.rows = 64;
+    spec.columns = 64;
+    let series = dicom_loadtest::synth::generate_series(&spec);
+    let options = ScuOptions {
+        calling_ae: "DEMO-SCU".into(),
+        called_ae: "GATEWAY".into(),
+        max_pdu: 16_384,
+        transfer_syntax: "1.2.840.10008.1.2.1".into(),
+    };
+    let mut client = StoreClient::connect(gw.dimse, &options, &["1.2.840.10008.5.1.4.1.1.2"])
+        .await
+        .unwrap();
+    assert_eq!(client.store(&series[0]).await.unwrap().status, 0);
+
+    let pid = nix::unistd::Pid::from_raw(gw.pid().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // No new associations...
+    assert!(
+        !echo(&gw, "DEMO-SCU", "GATEWAY", &[]).status.success(),
+        "listener should be closed"
+    );
+    // ...but the open one still stores, durably.
+    for inst in &series[1..] {
+        assert_eq!(client.store(inst).await.unwrap().status, 0);
+    }
+    client.release().await.unwrap();
+    let status = gw.terminate_wait();
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(gw.indexed_count(), 3);
+}

@@ -5,7 +5,8 @@
 //! receives were never acknowledged and are removed. A file renamed into
 //! place whose index commit never happened was never acknowledged either; it
 //! is moved to `orphans/` rather than deleted, and reported. A row whose
-//! file is missing or has the wrong size is removed and audited.
+//! file is missing or has the wrong size is removed and audited; a file of
+//! the wrong size then goes to `orphans/` too.
 
 use std::path::{Path, PathBuf};
 
@@ -127,4 +128,82 @@ fn dicom_files(dir: &Path) -> Vec<PathBuf> {
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::attributes::IndexedAttributes;
+    use crate::store::index::IndexRow;
+
+    fn row(uid: &str, path: &str, size: u64) -> IndexRow {
+        IndexRow {
+            attributes: IndexedAttributes {
+                sop_instance_uid: uid.into(),
+                sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
+                study_instance_uid: "1.2.3".into(),
+                series_instance_uid: "1.2.3.4".into(),
+                ..Default::default()
+            },
+            site: "demo".into(),
+            calling_ae: "DEMO-SCU".into(),
+            protocol: "dimse".into(),
+            received_at: "2026-11-21T00:00:00Z".into(),
+            transfer_syntax_uid: "1.2.840.10008.1.2.1".into(),
+            file_size: size,
+            sha256: "00".into(),
+            path: path.into(),
+        }
+    }
+
+    #[test]
+    fn repairs_every_kind_of_leftover() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        layout.create_dirs().unwrap();
+        let mut conn = index::open(&layout.index_path()).unwrap();
+
+        // A good instance, a row whose file is gone, a row whose file is truncated.
+        let good = Layout::instance_relative_path("1.2.3", "1.1");
+        let short = Layout::instance_relative_path("1.2.3", "1.3");
+        for (rel, bytes) in [(&good, 10usize), (&short, 4)] {
+            let abs = layout.absolute(rel);
+            std::fs::create_dir_all(abs.parent().unwrap()).unwrap();
+            std::fs::write(abs, vec![0u8; bytes]).unwrap();
+        }
+        // An unindexed file (renamed, never committed) and a temp file.
+        let orphan = layout.absolute(&Layout::instance_relative_path("1.2.3", "1.9"));
+        std::fs::write(&orphan, b"orphan").unwrap();
+        std::fs::write(layout.tmp_dir().join("1-1.part"), b"half").unwrap();
+
+        let tx = conn.transaction().unwrap();
+        index::upsert(&tx, &row("1.1", &good.to_string_lossy(), 10)).unwrap();
+        index::upsert(&tx, &row("1.2", "instances/00/gone.dcm", 10)).unwrap();
+        index::upsert(&tx, &row("1.3", &short.to_string_lossy(), 10)).unwrap();
+        tx.commit().unwrap();
+
+        let report = reconcile(&mut conn, &layout).unwrap();
+        assert_eq!(
+            report,
+            ReconcileReport {
+                temp_files_removed: 1,
+                rows_without_file: 1,
+                rows_with_wrong_size: 1,
+                // The truncated file is quarantined with the orphan.
+                files_without_row: 2,
+                indexed_instances: 1,
+            }
+        );
+        assert!(!orphan.exists());
+        assert_eq!(layout.root().join("orphans").read_dir().unwrap().count(), 2);
+        assert_eq!(
+            crate::audit::verify(&conn).unwrap(),
+            Ok(4),
+            "every repair audited"
+        );
+
+        // A second pass finds nothing to do.
+        let again = reconcile(&mut conn, &layout).unwrap();
+        assert!(!again.repaired_anything() && again.temp_files_removed == 0);
+    }
 }
