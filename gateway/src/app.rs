@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::config::GatewayConfig;
+use crate::ingest::dicomweb::{DicomwebState, serve_dicomweb};
 use crate::ingest::dimse::{DimseContext, run_listener};
 use crate::sites::SiteRegistry;
 use crate::store::Store;
@@ -18,6 +19,10 @@ use crate::telemetry::{Metrics, serve_metrics};
 #[derive(Debug, Clone, Serialize)]
 pub struct Listeners {
     pub dimse: SocketAddr,
+    /// DICOMweb; absent when disabled.
+    pub http: Option<SocketAddr>,
+    /// `https` or `http`.
+    pub http_scheme: &'static str,
     pub metrics: SocketAddr,
     pub pid: u32,
 }
@@ -46,15 +51,37 @@ pub async fn run(config: GatewayConfig, shutdown: impl Future<Output = ()>) -> a
     let metrics_handle = metrics_server.handle();
     let metrics_task = tokio::spawn(metrics_server);
 
+    let (http_addr, http_server) = if config.dicomweb.enabled {
+        let state = DicomwebState {
+            config: config.dicomweb.clone(),
+            store: store.clone(),
+            index: store.reader(),
+            metrics: metrics.clone(),
+        };
+        let (addr, server) = serve_dicomweb(state)
+            .with_context(|| format!("cannot start DICOMweb on {}", config.dicomweb.listen))?;
+        (Some(addr), Some(server))
+    } else {
+        (None, None)
+    };
+    let http_handle = http_server.as_ref().map(|s| s.handle());
+    let http_task = http_server.map(tokio::spawn);
+
     let listeners = Listeners {
         dimse: dimse_addr,
+        http: http_addr,
+        http_scheme: if config.dicomweb.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         metrics: metrics_addr,
         pid: std::process::id(),
     };
     let listeners_path = config.data_dir.join(LISTENERS_FILE);
     std::fs::write(&listeners_path, serde_json::to_vec_pretty(&listeners)?)
         .with_context(|| format!("cannot write {}", listeners_path.display()))?;
-    tracing::info!(dimse = %dimse_addr, metrics = %metrics_addr, ae_title = %config.ae_title, "gateway ready");
+    tracing::info!(dimse = %dimse_addr, http = ?http_addr, metrics = %metrics_addr, ae_title = %config.ae_title, "gateway ready");
 
     let ctx = Arc::new(DimseContext {
         ae_title: config.ae_title.clone(),
@@ -65,6 +92,13 @@ pub async fn run(config: GatewayConfig, shutdown: impl Future<Output = ()>) -> a
     });
     run_listener(dimse_listener, ctx, shutdown, config.shutdown_grace).await;
 
+    if let Some(handle) = http_handle {
+        // Let in-flight HTTP requests (a STOW upload) finish, within the grace period.
+        let _ = tokio::time::timeout(config.shutdown_grace, handle.stop(true)).await;
+    }
+    if let Some(task) = http_task {
+        let _ = task.await;
+    }
     metrics_handle.stop(true).await;
     let _ = metrics_task.await;
     let _ = std::fs::remove_file(&listeners_path);

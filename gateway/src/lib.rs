@@ -15,6 +15,8 @@
 
 pub mod app;
 pub mod audit;
+pub mod auth;
+pub mod certs;
 pub mod config;
 pub mod ingest;
 pub mod sites;

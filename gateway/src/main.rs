@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use dicom_gateway::auth::TokenStore;
 use dicom_gateway::config::{self, CliOverrides};
-use dicom_gateway::{app, telemetry};
+use dicom_gateway::{app, certs, telemetry};
 
 /// Exit code for a configuration error (sysexits EX_USAGE).
 const EXIT_BAD_CONFIG: u8 = 64;
@@ -24,6 +25,81 @@ enum Command {
     Serve(ConfigArgs),
     /// Validate a configuration and print the effective result.
     CheckConfig(ConfigArgs),
+    /// TLS certificates.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// DICOMweb bearer tokens, stored hashed in the data directory.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Write a development CA and a server certificate (never for production).
+    Dev {
+        /// Folder for ca.pem, ca.key, server.pem, server.key.
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+        /// Extra host names or IP addresses for the server certificate
+        /// (localhost, 127.0.0.1 and ::1 are always included).
+        #[arg(long = "name")]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Create a token; it is printed once and cannot be shown again.
+    Create {
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// The site the token acts for (and reads by default).
+        #[arg(long)]
+        site: String,
+        /// read, write, or read,write.
+        #[arg(long, default_value = "read")]
+        scope: String,
+        /// Other sites this token may read, comma-separated; `*` for all.
+        #[arg(long, default_value = "")]
+        read_sites: String,
+        /// A note saying who or what holds the token.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List tokens (ids, sites, scopes; never the secrets).
+    List {
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id; a running gateway refuses it at once.
+    Revoke {
+        #[command(flatten)]
+        data: DataDirArgs,
+        id: String,
+    },
+}
+
+#[derive(Args)]
+struct DataDirArgs {
+    /// Configuration file whose data directory to use.
+    #[arg(long, env = "DICOM_GATEWAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides the configuration's).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl DataDirArgs {
+    fn resolve(&self) -> Result<PathBuf, config::ConfigError> {
+        let overrides = CliOverrides {
+            data_dir: self.data_dir.clone(),
+            ..Default::default()
+        };
+        Ok(config::load(self.config.as_deref(), &overrides)?.data_dir)
+    }
 }
 
 #[derive(Args)]
@@ -37,6 +113,9 @@ struct ConfigArgs {
     /// DIMSE listen address, e.g. 0.0.0.0:11112 (port 0: any free port).
     #[arg(long)]
     dimse_addr: Option<SocketAddr>,
+    /// DICOMweb (HTTPS) listen address.
+    #[arg(long)]
+    http_addr: Option<SocketAddr>,
     /// Prometheus metrics listen address.
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
@@ -47,6 +126,7 @@ impl ConfigArgs {
         let overrides = CliOverrides {
             data_dir: self.data_dir.clone(),
             dimse_addr: self.dimse_addr,
+            http_addr: self.http_addr,
             metrics_addr: self.metrics_addr,
         };
         config::load(self.config.as_deref(), &overrides)
@@ -55,7 +135,28 @@ impl ConfigArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One TLS crypto provider for the whole process (rustls with ring).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
+        Command::Certs(CertsCommand::Dev { out, names }) => {
+            match certs::write_dev_certs(&out.join("server.pem"), &out.join("server.key"), &names) {
+                Ok(files) => {
+                    println!("development CA:     {}", files.ca_cert.display());
+                    println!("server certificate: {}", files.server_cert.display());
+                    println!("server key:         {}", files.server_key.display());
+                    println!(
+                        "trust the CA in clients (e.g. curl --cacert {}); never use these in production",
+                        files.ca_cert.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Tokens(command) => tokens_command(command),
         Command::CheckConfig(args) => match args.load() {
             Ok(config) => {
                 println!("# configuration is valid\n{}", config.to_toml());
@@ -93,6 +194,79 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn tokens_command(command: TokensCommand) -> ExitCode {
+    let data = match &command {
+        TokensCommand::Create { data, .. }
+        | TokensCommand::List { data, .. }
+        | TokensCommand::Revoke { data, .. } => data,
+    };
+    let data_dir = match data.resolve() {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let mut store = match TokenStore::open(&data_dir) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match command {
+        TokensCommand::Create {
+            site,
+            scope,
+            read_sites,
+            label,
+            ..
+        } => store
+            .create(&site, &scope, &read_sites, &label)
+            .map(|(record, token)| {
+                eprintln!(
+                    "token {} for site {} ({}); shown once, store it now:",
+                    record.id, record.site, record.scopes
+                );
+                println!("{token}");
+            }),
+        TokensCommand::List { json, .. } => store.list().map(|records| {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&records).unwrap_or_default()
+                );
+            } else {
+                println!(
+                    "{:<10} {:<16} {:<11} {:<16} {:<28} {:<10} LABEL",
+                    "ID", "SITE", "SCOPES", "READ SITES", "CREATED", "STATUS"
+                );
+                for r in records {
+                    let status = if r.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{:<10} {:<16} {:<11} {:<16} {:<28} {:<10} {}",
+                        r.id, r.site, r.scopes, r.read_sites, r.created_at, status, r.label
+                    );
+                }
+            }
+        }),
+        TokensCommand::Revoke { id, .. } => {
+            store.revoke(&id).map(|()| println!("token {id} revoked"))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -30,6 +30,7 @@ pub struct GatewayConfig {
     /// How long open associations may go on after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
     pub dimse: DimseConfig,
+    pub dicomweb: DicomwebConfig,
     pub store: StoreConfig,
     pub metrics: MetricsConfig,
     pub logging: LoggingConfig,
@@ -49,6 +50,33 @@ pub struct DimseConfig {
     pub max_instance_size: u64,
     /// Site that receives calling AE titles no site lists; `None` rejects them.
     pub unknown_ae_site: Option<String>,
+}
+
+/// The DICOMweb HTTPS server.
+#[derive(Debug, Clone)]
+pub struct DicomwebConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// `None`: plain HTTP, only behind a TLS-terminating proxy.
+    pub tls: Option<TlsFiles>,
+    pub max_body_size: u64,
+    pub max_parts: usize,
+    /// Deadline for a whole request body, not only its headers.
+    pub body_timeout: Duration,
+    pub qido_default_limit: usize,
+    pub qido_max_limit: usize,
+    /// Tokens given (hashed) in the config, besides those in the database.
+    pub tokens: Vec<crate::auth::Principal>,
+    /// SHA-256 of each configured token, parallel to `tokens`.
+    pub token_hashes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Create a development CA and server certificate there if both are missing.
+    pub create_dev_certs: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +118,7 @@ pub struct SiteConfig {
 pub struct CliOverrides {
     pub data_dir: Option<PathBuf>,
     pub dimse_addr: Option<SocketAddr>,
+    pub http_addr: Option<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
 }
 

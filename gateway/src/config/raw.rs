@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 pub struct RawConfig {
     pub gateway: RawGateway,
     pub dimse: RawDimse,
+    pub dicomweb: RawDicomweb,
     pub store: RawStore,
     pub metrics: RawMetrics,
     pub logging: RawLogging,
@@ -119,4 +120,50 @@ pub struct RawSite {
     pub name: String,
     pub ae_titles: Vec<String>,
     pub allowed_peers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawDicomweb {
+    pub enabled: bool,
+    pub listen: String,
+    pub tls: bool,
+    pub cert: String,
+    pub key: String,
+    pub dev_certs: bool,
+    pub max_body_size: String,
+    pub max_parts: usize,
+    pub body_timeout: String,
+    pub qido_default_limit: usize,
+    pub qido_max_limit: usize,
+    pub tokens: Vec<RawToken>,
+}
+
+impl Default for RawDicomweb {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "0.0.0.0:8443".into(),
+            tls: true,
+            cert: "certs/server.pem".into(),
+            key: "certs/server.key".into(),
+            dev_certs: true,
+            max_body_size: "4GiB".into(),
+            max_parts: 10_000,
+            body_timeout: "10m".into(),
+            qido_default_limit: 100,
+            qido_max_limit: 1000,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawToken {
+    pub id: String,
+    pub site: String,
+    pub scopes: Vec<String>,
+    pub read_sites: Vec<String>,
+    pub sha256: String,
 }

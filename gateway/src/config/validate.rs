@@ -9,8 +9,8 @@ use ipnet::IpNet;
 
 use super::raw::RawConfig;
 use super::{
-    CliOverrides, ConfigError, DimseConfig, DuplicatePolicy, GatewayConfig, LoggingConfig,
-    MetricsConfig, SiteConfig, StoreConfig,
+    CliOverrides, ConfigError, DicomwebConfig, DimseConfig, DuplicatePolicy, GatewayConfig,
+    LoggingConfig, MetricsConfig, SiteConfig, StoreConfig, TlsFiles,
 };
 
 /// Smallest and largest max PDU we allow an operator to configure (bytes).
@@ -157,6 +157,8 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> Result<GatewayConf
         unknown_ae_site,
     };
 
+    let dicomweb = validate_dicomweb(&raw, cli, &mut p, &mut effective);
+
     let duplicate_policy = match raw.store.duplicate_policy.as_str() {
         "reject" => DuplicatePolicy::Reject,
         "replace" => DuplicatePolicy::Replace,
@@ -203,6 +205,7 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> Result<GatewayConf
             data_dir,
             shutdown_grace,
             dimse,
+            dicomweb,
             store,
             metrics: MetricsConfig {
                 listen: metrics_listen,
@@ -284,4 +287,78 @@ fn parse_peer(value: &str) -> Option<IpNet> {
         .parse::<IpNet>()
         .ok()
         .or_else(|| value.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+fn validate_dicomweb(
+    raw: &RawConfig,
+    cli: &CliOverrides,
+    p: &mut Problems,
+    effective: &mut RawConfig,
+) -> DicomwebConfig {
+    use crate::auth::{Principal, ReadSites, parse_scopes};
+    let w = &raw.dicomweb;
+    let listen = match cli.http_addr {
+        Some(addr) => addr,
+        None => p.addr("dicomweb.listen", &w.listen),
+    };
+    effective.dicomweb.listen = listen.to_string();
+    let tls = w.tls.then(|| TlsFiles {
+        cert: PathBuf::from(&w.cert),
+        key: PathBuf::from(&w.key),
+        create_dev_certs: w.dev_certs,
+    });
+    if w.max_parts == 0 {
+        p.push("dicomweb.max_parts: must be at least 1".into());
+    }
+    if w.qido_default_limit == 0 || w.qido_default_limit > w.qido_max_limit {
+        p.push("dicomweb.qido_default_limit: must be between 1 and dicomweb.qido_max_limit".into());
+    }
+    let site_names: HashSet<&str> = raw.sites.iter().map(|s| s.name.as_str()).collect();
+    let mut tokens = Vec::new();
+    let mut token_hashes = Vec::new();
+    for (i, token) in w.tokens.iter().enumerate() {
+        let key = format!("dicomweb.tokens[{i}]");
+        if !site_names.contains(token.site.as_str()) {
+            p.push(format!(
+                "{key}.site: `{}` is not a configured site",
+                token.site
+            ));
+        }
+        let scopes = match parse_scopes(&token.scopes.join(",")) {
+            Ok(scopes) => scopes,
+            Err(e) => {
+                p.push(format!("{key}.scopes: {e}"));
+                Default::default()
+            }
+        };
+        let hash = token.sha256.to_ascii_lowercase();
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            p.push(format!(
+                "{key}.sha256: must be the 64 hex digits of the token's SHA-256"
+            ));
+        }
+        tokens.push(Principal {
+            token_id: if token.id.is_empty() {
+                format!("config-{i}")
+            } else {
+                token.id.clone()
+            },
+            site: token.site.clone(),
+            scopes,
+            read_sites: ReadSites::parse(&token.site, &token.read_sites.join(",")),
+        });
+        token_hashes.push(hash);
+    }
+    DicomwebConfig {
+        enabled: w.enabled,
+        listen,
+        tls,
+        max_body_size: p.size("dicomweb.max_body_size", &w.max_body_size),
+        max_parts: w.max_parts.max(1),
+        body_timeout: p.duration("dicomweb.body_timeout", &w.body_timeout),
+        qido_default_limit: w.qido_default_limit.max(1),
+        qido_max_limit: w.qido_max_limit.max(1),
+        tokens,
+        token_hashes,
+    }
 }

@@ -85,6 +85,7 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute_batch(SCHEMA)?;
     crate::audit::create_schema(&conn)?;
+    crate::auth::create_schema(&conn)?;
     Ok(conn)
 }
 

@@ -13,6 +13,7 @@ mod committer;
 pub mod index;
 mod layout;
 pub mod length_guard;
+mod reader;
 mod reconcile;
 mod staging;
 pub mod uid;
@@ -28,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use attributes::IndexedAttributes;
 pub use index::IndexRow;
 pub use layout::Layout;
+pub use reader::IndexReader;
 pub use reconcile::ReconcileReport;
 pub use staging::{
     IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, StagedFile, StagingFile, file_meta,
@@ -171,6 +173,11 @@ impl Store {
 
     pub fn layout(&self) -> &Layout {
         &self.inner.layout
+    }
+
+    /// Read access to the index, for queries.
+    pub fn reader(&self) -> IndexReader {
+        IndexReader::new(self.inner.layout.index_path())
     }
 
     /// Refuses new work while the data volume is below the free-space watermark.

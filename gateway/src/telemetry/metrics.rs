@@ -28,6 +28,10 @@ pub struct Metrics {
     pub store_commit_seconds: HistogramVec,
     /// Instances committed per group commit.
     pub store_batch_instances: HistogramVec,
+    /// HTTP requests by method, route pattern and status code.
+    pub http_requests: IntCounterVec,
+    /// HTTP request latency by method and route pattern.
+    pub http_request_seconds: HistogramVec,
 }
 
 impl Metrics {
@@ -96,6 +100,19 @@ impl Metrics {
                 "Instances made durable together by one group commit",
                 &[],
                 vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0],
+            ),
+            http_requests: counter(
+                "gateway_http_requests_total",
+                "HTTP requests by method, route pattern and status code",
+                &["method", "route", "status"],
+            ),
+            http_request_seconds: histogram(
+                "gateway_http_request_seconds",
+                "HTTP request latency by method and route pattern",
+                &["method", "route"],
+                vec![
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ],
             ),
             registry,
         }
