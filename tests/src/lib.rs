@@ -33,6 +33,12 @@ establish_timeout = "5s"
 message_timeout = "20s"
 idle_timeout = "20s"
 
+[dicomweb]
+listen = "127.0.0.1:0"
+cert = "{{TEST_DIR}}/certs/server.pem"
+key = "{{TEST_DIR}}/certs/server.key"
+body_timeout = "20s"
+
 [store]
 min_free_space = "1MiB"
 
@@ -60,6 +66,8 @@ pub struct TestGateway {
     config_text: String,
     pub dimse: SocketAddr,
     pub metrics: SocketAddr,
+    /// DICOMweb listener, when enabled.
+    pub http: Option<SocketAddr>,
 }
 
 impl TestGateway {
@@ -78,6 +86,7 @@ impl TestGateway {
             config_text,
             dimse: SocketAddr::from(([127, 0, 0, 1], 0)),
             metrics: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http: None,
         };
         gw.spawn();
         gw
@@ -85,7 +94,10 @@ impl TestGateway {
 
     fn spawn(&mut self) {
         let config_path = self.dir.path().join("gateway.toml");
-        std::fs::write(&config_path, &self.config_text).expect("write config");
+        let text = self
+            .config_text
+            .replace("{TEST_DIR}", &self.dir.path().display().to_string());
+        std::fs::write(&config_path, text).expect("write config");
         let listeners = self.data_dir().join("listeners.json");
         let _ = std::fs::remove_file(&listeners);
         let log = std::fs::OpenOptions::new()
@@ -111,6 +123,7 @@ impl TestGateway {
                 if let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) {
                     self.dimse = value["dimse"].as_str().unwrap().parse().unwrap();
                     self.metrics = value["metrics"].as_str().unwrap().parse().unwrap();
+                    self.http = value["http"].as_str().map(|a| a.parse().unwrap());
                     return;
                 }
             }
@@ -237,6 +250,62 @@ impl TestGateway {
             self.dimse.ip().to_string(),
             self.dimse.port().to_string(),
         ]
+    }
+
+    /// The development CA the gateway created for its HTTPS listener.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.path().join("certs").join("ca.pem")
+    }
+
+    /// `https://localhost:PORT/dicomweb`.
+    pub fn dicomweb_url(&self) -> String {
+        let http = self.http.expect("DICOMweb enabled");
+        format!("https://localhost:{}/dicomweb", http.port())
+    }
+
+    /// `https://localhost:PORT`.
+    pub fn http_base(&self) -> String {
+        format!(
+            "https://localhost:{}",
+            self.http.expect("DICOMweb enabled").port()
+        )
+    }
+
+    /// Creates a token with the real CLI (`tokens create`) on this gateway's
+    /// data directory and returns it.
+    pub fn create_token(&self, site: &str, scope: &str, read_sites: &str) -> String {
+        let out = Command::new(gateway_binary())
+            .args([
+                "tokens",
+                "create",
+                "--site",
+                site,
+                "--scope",
+                scope,
+                "--read-sites",
+                read_sites,
+            ])
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .output()
+            .expect("run tokens create");
+        assert!(
+            out.status.success(),
+            "tokens create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// An HTTPS client (rustls) that trusts this gateway's development CA.
+    pub fn https_client(&self) -> reqwest::Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let pem = std::fs::read(self.ca_cert()).expect("read CA");
+        let ca = reqwest::Certificate::from_pem(&pem).expect("CA PEM");
+        reqwest::Client::builder()
+            .tls_certs_only([ca])
+            .build()
+            .expect("https client")
     }
 
     pub fn pid(&self) -> Option<u32> {

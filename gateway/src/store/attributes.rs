@@ -37,6 +37,12 @@ pub struct IndexedAttributes {
     pub manufacturer_model_name: Option<String>,
     pub station_name: Option<String>,
     pub institution_name: Option<String>,
+    pub series_date: Option<String>,
+    pub series_time: Option<String>,
+    pub rows: Option<i64>,
+    pub columns: Option<i64>,
+    pub bits_allocated: Option<i64>,
+    pub number_of_frames: Option<i64>,
 }
 
 impl IndexedAttributes {
@@ -53,7 +59,8 @@ impl IndexedAttributes {
                 .map(|v| trim_uid(&v).to_string())
                 .unwrap_or_default()
         };
-        let integer = |tag: Tag| -> Option<i64> { text(tag)?.parse().ok() };
+        // IS values are text; US values (Rows, Columns…) are binary: to_int reads both.
+        let integer = |tag: Tag| -> Option<i64> { obj.get(tag)?.to_int::<i64>().ok() };
         Self {
             sop_class_uid: uid(tags::SOP_CLASS_UID),
             sop_instance_uid: uid(tags::SOP_INSTANCE_UID),
@@ -79,6 +86,12 @@ impl IndexedAttributes {
             manufacturer_model_name: text(tags::MANUFACTURER_MODEL_NAME),
             station_name: text(tags::STATION_NAME),
             institution_name: text(tags::INSTITUTION_NAME),
+            series_date: text(tags::SERIES_DATE),
+            series_time: text(tags::SERIES_TIME),
+            rows: integer(tags::ROWS),
+            columns: integer(tags::COLUMNS),
+            bits_allocated: integer(tags::BITS_ALLOCATED),
+            number_of_frames: integer(tags::NUMBER_OF_FRAMES),
         }
     }
 }

@@ -60,6 +60,12 @@ CREATE TABLE IF NOT EXISTS instances (
     manufacturer_model_name TEXT,
     station_name            TEXT,
     institution_name        TEXT,
+    series_date             TEXT,
+    series_time             TEXT,
+    rows                    INTEGER,
+    columns                 INTEGER,
+    bits_allocated          INTEGER,
+    number_of_frames        INTEGER,
     site                    TEXT NOT NULL,
     calling_ae              TEXT NOT NULL,
     protocol                TEXT NOT NULL,
@@ -74,7 +80,13 @@ CREATE INDEX IF NOT EXISTS instances_series ON instances (series_instance_uid);
 CREATE INDEX IF NOT EXISTS instances_patient ON instances (patient_id);
 CREATE INDEX IF NOT EXISTS instances_study_date ON instances (study_date);
 CREATE INDEX IF NOT EXISTS instances_site ON instances (site, received_at);
+CREATE INDEX IF NOT EXISTS instances_accession ON instances (accession_number);
+CREATE INDEX IF NOT EXISTS instances_modality ON instances (modality);
 "#;
+
+/// Version of the schema above, kept in `PRAGMA user_version`. A database
+/// written by a different version is refused rather than misread.
+pub const SCHEMA_VERSION: i64 = 1;
 
 /// Opens (creating if needed) the index with the pragmas durability needs.
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {
@@ -83,7 +95,22 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let has_tables: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'instances')",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_tables && version != SCHEMA_VERSION {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+            Some(format!(
+                "index schema version {version}, this build expects {SCHEMA_VERSION}"
+            )),
+        ));
+    }
     conn.execute_batch(SCHEMA)?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     crate::audit::create_schema(&conn)?;
     crate::auth::create_schema(&conn)?;
     Ok(conn)
@@ -118,10 +145,11 @@ pub fn upsert(tx: &Transaction<'_>, row: &IndexRow) -> rusqlite::Result<()> {
             referring_physician_name, modality, series_number, series_description,
             body_part_examined, protocol_name, manufacturer, manufacturer_model_name,
             station_name, institution_name, site, calling_ae, protocol, received_at,
-            transfer_syntax_uid, file_size, sha256, path
+            transfer_syntax_uid, file_size, sha256, path,
+            series_date, series_time, rows, columns, bits_allocated, number_of_frames
         ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
                   ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30,
-                  ?31, ?32)"#,
+                  ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38)"#,
         params![
             a.sop_instance_uid,
             a.sop_class_uid,
@@ -155,6 +183,12 @@ pub fn upsert(tx: &Transaction<'_>, row: &IndexRow) -> rusqlite::Result<()> {
             row.file_size as i64,
             row.sha256,
             row.path,
+            a.series_date,
+            a.series_time,
+            a.rows,
+            a.columns,
+            a.bits_allocated,
+            a.number_of_frames,
         ],
     )?;
     Ok(())
