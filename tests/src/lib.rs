@@ -407,3 +407,22 @@ pub fn raw_association(addr: SocketAddr, calling_ae: &str) -> std::net::TcpStrea
     assert!(buffer.is_empty());
     stream
 }
+
+/// A `multipart/related` body with the given (content type, bytes) parts.
+pub fn multipart_related(boundary: &str, parts: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (content_type, bytes) in parts {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Type: {content_type}\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    body
+}
+
+/// The STOW-RS content type for `boundary`.
+pub fn stow_content_type(boundary: &str) -> String {
+    format!("multipart/related; type=\"application/dicom\"; boundary={boundary}")
+}

@@ -24,10 +24,12 @@ pub const IMPLEMENTATION_VERSION_NAME: &str = "DICOMGW_0_1";
 
 static NEXT_STAGING_ID: AtomicU64 = AtomicU64::new(0);
 
-/// An instance being received.
+/// An instance being received. Dropped without [`finish`](Self::finish)
+/// (a peer aborted, a request timed out), it deletes its temp file.
 pub struct StagingFile {
     path: PathBuf,
-    writer: BufWriter<tokio::fs::File>,
+    /// `None` once finished or discarded.
+    writer: Option<BufWriter<tokio::fs::File>>,
     hasher: Sha256,
     dataset_bytes: u64,
     total_bytes: u64,
@@ -68,7 +70,7 @@ impl StagingFile {
             .map_err(|e| StoreError::Write(std::io::Error::other(e.to_string())))?;
         let mut staging = Self {
             path,
-            writer: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
+            writer: Some(BufWriter::with_capacity(WRITE_BUFFER_BYTES, file)),
             hasher: Sha256::new(),
             dataset_bytes: 0,
             total_bytes: 0,
@@ -92,10 +94,12 @@ impl StagingFile {
     async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         self.hasher.update(bytes);
         self.total_bytes += bytes.len() as u64;
-        self.writer
-            .write_all(bytes)
-            .await
-            .map_err(StoreError::Write)
+        match self.writer.as_mut() {
+            Some(writer) => writer.write_all(bytes).await.map_err(StoreError::Write),
+            None => Err(StoreError::Write(std::io::Error::other(
+                "staging file already closed",
+            ))),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -108,12 +112,20 @@ impl StagingFile {
 
     /// Flushes and fsyncs the data (not yet the directory entry).
     pub async fn finish(mut self) -> Result<StagedFile, StoreError> {
-        self.writer.flush().await.map_err(StoreError::Write)?;
-        let file = self.writer.into_inner();
-        file.sync_data().await.map_err(StoreError::Write)?;
+        let mut writer = self.writer.take().ok_or_else(|| {
+            StoreError::Write(std::io::Error::other("staging file already closed"))
+        })?;
+        let synced = async {
+            writer.flush().await?;
+            writer.into_inner().sync_data().await
+        };
+        if let Err(e) = synced.await {
+            remove_quietly(&self.path);
+            return Err(StoreError::Write(e));
+        }
         Ok(StagedFile {
-            path: self.path,
-            sha256: hex::encode(self.hasher.finalize()),
+            path: std::mem::take(&mut self.path),
+            sha256: hex::encode(std::mem::take(&mut self.hasher).finalize()),
             file_size: self.total_bytes,
             dataset_size: self.dataset_bytes,
             dataset_offset: self.total_bytes - self.dataset_bytes,
@@ -121,11 +133,25 @@ impl StagingFile {
     }
 
     /// Drops a receive that will not be stored.
-    pub async fn discard(self) {
-        drop(self.writer);
+    pub async fn discard(mut self) {
+        drop(self.writer.take());
         if let Err(e) = tokio::fs::remove_file(&self.path).await {
             tracing::warn!(error = %e, "cannot remove discarded temp file");
         }
+    }
+}
+
+impl Drop for StagingFile {
+    fn drop(&mut self) {
+        if self.writer.take().is_some() {
+            remove_quietly(&self.path);
+        }
+    }
+}
+
+fn remove_quietly(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        tracing::warn!(error = %e, "cannot remove temp file");
     }
 }
 
