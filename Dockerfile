@@ -19,8 +19,11 @@ USER gateway
 WORKDIR /var/lib/dicom-gateway
 # Data (instances, index, audit trail) must be on a persistent volume.
 VOLUME ["/var/lib/dicom-gateway/data"]
-ENV DICOM_GATEWAY__METRICS__LISTEN=0.0.0.0:9464
-EXPOSE 11112 9464
+ENV DICOM_GATEWAY__METRICS__LISTEN=0.0.0.0:9464 \
+    DICOM_GATEWAY__DICOMWEB__CERT=/var/lib/dicom-gateway/tls/server.pem \
+    DICOM_GATEWAY__DICOMWEB__KEY=/var/lib/dicom-gateway/tls/server.key \
+    DICOM_GATEWAY__DICOMWEB__DEV_CERTS=false
+EXPOSE 11112 8443 9464
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["dicom-gateway"]
 CMD ["serve", "--config", "/etc/dicom-gateway/gateway.toml", "--data-dir", "/var/lib/dicom-gateway/data"]

@@ -19,6 +19,19 @@ if [ ${#need_packages[@]} -gt 0 ]; then
   $sudo_cmd apt-get install -y -q --no-install-recommends "${need_packages[@]}"
 fi
 
+# Python peers (DICOMweb client) in a project-local virtual environment.
+venv=.venv
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import dicomweb_client, pydicom' 2>/dev/null; then
+  python3 -m venv "$venv" 2>/dev/null || {
+    echo "installing python3-venv"
+    sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends python3-venv
+    python3 -m venv "$venv"
+  }
+  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/python/requirements.txt
+fi
+export GATEWAY_TEST_PYTHON="$PWD/$venv/bin/python"
+
 # dcmtk keeps Nagle's algorithm on unless told otherwise (40 ms per round trip).
 export TCP_NODELAY=1
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
