@@ -83,10 +83,30 @@ impl Committer {
             replies.push((request.reply, request.received_at));
         }
 
-        let synced = dirs.iter().try_for_each(|dir| fsync_dir(dir));
-        let committed = synced
-            .map_err(StoreError::Write)
-            .and_then(|()| self.write_rows(&plans));
+        // The directory fsyncs and the index commit (a WAL fsync) run at the
+        // same time: the file systems we run on fold concurrent fsyncs into one
+        // journal commit. Nobody is answered before both have finished, and a
+        // crash between them leaves at most an index row whose file is not
+        // durable, which start-up reconciliation removes (it was never
+        // acknowledged).
+        let (synced, committed) = std::thread::scope(|scope| {
+            let dir_sync = scope.spawn(|| dirs.iter().try_for_each(|dir| fsync_dir(dir)));
+            let committed = self.write_rows(&plans);
+            let synced = dir_sync
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("directory fsync thread panicked")));
+            (synced, committed)
+        });
+        let committed = match (synced, committed) {
+            (Ok(()), committed) => committed,
+            (Err(e), Ok(())) => {
+                // The rows are committed but the renames may not be durable:
+                // take the rows back so the index never claims more than the disk.
+                self.unindex(&plans);
+                Err(StoreError::Write(e))
+            }
+            (Err(_), Err(e)) => Err(e),
+        };
 
         for (plan, (reply, received_at)) in plans.into_iter().zip(replies) {
             let answer = match plan {
@@ -109,6 +129,21 @@ impl Committer {
             };
             // The receiver may have gone (association aborted); nothing to do then.
             let _ = reply.send(answer);
+        }
+    }
+
+    /// Best-effort removal of the rows of a batch whose directory sync failed.
+    fn unindex(&mut self, plans: &[Plan]) {
+        let removed = self.conn.transaction().and_then(|tx| {
+            for plan in plans {
+                if let Plan::Insert { row, .. } = plan {
+                    index::delete(&tx, &row.attributes.sop_instance_uid)?;
+                }
+            }
+            tx.commit()
+        });
+        if let Err(e) = removed {
+            tracing::error!(error = %e, "cannot take back index rows after a failed directory sync; start-up reconciliation will");
         }
     }
 

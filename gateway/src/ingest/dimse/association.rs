@@ -301,6 +301,7 @@ impl Session<'_> {
             Ok(staged) => staged,
             Err(e) => return Ok(self.store_failed(&e)),
         };
+        let synced_at = StdInstant::now();
 
         let (parsed, staged) = {
             let transfer_syntax = context.transfer_syntax.clone();
@@ -340,6 +341,7 @@ impl Session<'_> {
             ));
         }
 
+        let parsed_at = StdInstant::now();
         let modality = modality_label(attributes.modality.as_deref());
         let provenance = Provenance {
             site: self.site.to_string(),
@@ -367,7 +369,15 @@ impl Session<'_> {
                         .with_label_values(&labels)
                         .inc_by(stored.file_size);
                 }
-                tracing::debug!(outcome = ?stored.outcome, bytes = stored.file_size, modality, "instance stored");
+                tracing::debug!(
+                    outcome = ?stored.outcome,
+                    bytes = stored.file_size,
+                    modality,
+                    fsync_us = (synced_at - received_at).as_micros() as u64,
+                    parse_us = (parsed_at - synced_at).as_micros() as u64,
+                    commit_us = parsed_at.elapsed().as_micros() as u64,
+                    "instance stored"
+                );
                 Ok((status::SUCCESS, None))
             }
             Err(e) => Ok(self.store_failed(&e)),
