@@ -288,3 +288,31 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Arbitrary peer bytes never panic the guard, in any encoding.
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512), explicit in any::<bool>(), big in any::<bool>()) {
+            let encoding = Encoding { explicit_vr: explicit, big_endian: big };
+            let _ = check_lengths(&bytes[..], Some(bytes.len() as u64), encoding);
+        }
+
+        /// Whatever the guard accepts, dicom-rs parses without allocating more
+        /// than the input could justify (it must not abort or hang).
+        #[test]
+        fn accepted_input_parses_quickly(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            if check_lengths(&bytes[..], Some(bytes.len() as u64), Encoding::IMPLICIT_LE).is_ok() {
+                use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+                let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry.get("1.2.840.10008.1.2").unwrap();
+                let _ = dicom_object::InMemDicomObject::read_dataset_with_ts(&bytes[..], ts);
+            }
+        }
+    }
+}

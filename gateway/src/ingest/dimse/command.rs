@@ -325,3 +325,19 @@ mod tests {
         assert!(obj.get(tags::COMMAND_GROUP_LENGTH).is_some());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Arbitrary command bytes decode or fail with a typed error.
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = DimseCommand::decode(&bytes);
+        }
+    }
+}

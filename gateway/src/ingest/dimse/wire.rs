@@ -366,3 +366,41 @@ mod tests {
         assert!(err.abort_pdu().is_some());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Any byte stream from a peer ends in PDVs, a release, an abort or a
+        /// typed error: never a panic, never more than the max PDU buffered.
+        #[test]
+        fn arbitrary_streams_end_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+            runtime.block_on(async {
+                let (mut near, mut far) = tokio::io::duplex(4096);
+                far.write_all(&bytes).await.unwrap();
+                drop(far);
+                let mut wire = Wire::new(&mut near, BytesMut::new(), 16_384, Instant::now() + Duration::from_secs(1));
+                for _ in 0..4096 {
+                    match wire.next().await {
+                        Ok(Incoming::Pdv(_)) => {
+                            while wire.pdv_remaining() > 0 {
+                                if wire.read_chunk().await.is_err() {
+                                    return Ok(());
+                                }
+                            }
+                        }
+                        Ok(_) | Err(_) => return Ok(()),
+                    }
+                    prop_assert!(wire.buffer.capacity() <= 16_384 + 2 * CHUNK);
+                }
+                Ok::<(), TestCaseError>(())
+            })?;
+        }
+    }
+}
