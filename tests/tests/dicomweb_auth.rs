@@ -62,7 +62,8 @@ async fn read_token_cannot_write_and_revocation_is_immediate() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
+    // An empty store: 204 No Content (PS3.18 8.3.4.4.1).
+    assert_eq!(response.status(), 204);
     let response = client
         .post(format!("{}/studies", gw.dicomweb_url()))
         .bearer_auth(&read)

@@ -33,6 +33,8 @@ fn dicomweb_client_round_trip() {
         .arg(&token)
         .arg(gw.ca_cert())
         .arg(dir.path())
+        // requests lets REQUESTS_CA_BUNDLE override session.verify: point it at our CA too.
+        .env("REQUESTS_CA_BUNDLE", gw.ca_cert())
         .output()
         .expect("run python");
     assert!(out.status.success(), "python client failed:\n{}", String::from_utf8_lossy(&out.stderr));
