@@ -35,6 +35,7 @@ fn dicomweb_client_round_trip() {
         .arg(dir.path())
         // requests lets REQUESTS_CA_BUNDLE override session.verify: point it at our CA too.
         .env("REQUESTS_CA_BUNDLE", gw.ca_cert())
+        .env_remove("CURL_CA_BUNDLE")
         .output()
         .expect("run python");
     assert!(out.status.success(), "python client failed:\n{}", String::from_utf8_lossy(&out.stderr));
