@@ -426,3 +426,50 @@ pub fn multipart_related(boundary: &str, parts: &[(&str, &[u8])]) -> Vec<u8> {
 pub fn stow_content_type(boundary: &str) -> String {
     format!("multipart/related; type=\"application/dicom\"; boundary={boundary}")
 }
+
+/// Explicit VR Little Endian.
+pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+
+/// A small (64×64) synthetic CT head series: fast to generate and send.
+pub fn small_ct(instances: usize, seed: u64) -> Vec<dicom_loadtest::synth::SynthInstance> {
+    let mut spec = dicom_loadtest::synth::SeriesSpec::ct_head(instances, seed);
+    spec.rows = 64;
+    spec.columns = 64;
+    dicom_loadtest::synth::generate_series(&spec)
+}
+
+/// SCU options for `calling_ae` → `GATEWAY` proposing `transfer_syntax`.
+pub fn scu_options(calling_ae: &str, transfer_syntax: &str) -> dicom_loadtest::scu::ScuOptions {
+    dicom_loadtest::scu::ScuOptions {
+        calling_ae: calling_ae.into(),
+        called_ae: "GATEWAY".into(),
+        max_pdu: 16_384,
+        transfer_syntax: transfer_syntax.into(),
+    }
+}
+
+/// The demo site's SCU, explicit VR little endian.
+pub fn demo_scu_options() -> dicom_loadtest::scu::ScuOptions {
+    scu_options("DEMO-SCU", EXPLICIT_VR_LE)
+}
+
+/// Sends `instances` over one association with our SCU; every one must succeed.
+pub async fn c_store_all(
+    addr: SocketAddr,
+    calling_ae: &str,
+    transfer_syntax: &str,
+    instances: &[dicom_loadtest::synth::SynthInstance],
+) {
+    let mut classes: Vec<&str> = instances.iter().map(|i| i.sop_class_uid.as_str()).collect();
+    classes.sort();
+    classes.dedup();
+    let options = scu_options(calling_ae, transfer_syntax);
+    let mut client = dicom_loadtest::scu::StoreClient::connect(addr, &options, &classes)
+        .await
+        .expect("associate");
+    for inst in instances {
+        let ack = client.store(inst).await.expect("C-STORE");
+        assert_eq!(ack.status, 0x0000, "C-STORE status {:#06x}", ack.status);
+    }
+    client.release().await.expect("release");
+}

@@ -38,7 +38,11 @@ fn dicomweb_client_round_trip() {
         .env_remove("CURL_CA_BUNDLE")
         .output()
         .expect("run python");
-    assert!(out.status.success(), "python client failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python client failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(report["stored"], 5, "{report}");
     assert_eq!(report["studies"], 1, "{report}");
@@ -46,9 +50,17 @@ fn dicomweb_client_round_trip() {
     assert_eq!(report["study_related_instances"], 5, "{report}");
     assert_eq!(report["series"], 1, "{report}");
     assert_eq!(report["instances"], 5, "{report}");
-    assert_eq!(report["retrieved_sop_instance_uid"], series[0].sop_instance_uid.as_str(), "{report}");
+    assert_eq!(
+        report["retrieved_sop_instance_uid"],
+        series[0].sop_instance_uid.as_str(),
+        "{report}"
+    );
     assert_eq!(report["retrieved_pixels_match"], true, "{report}");
-    assert_eq!(report["metadata_sop_instance_uid"], series[0].sop_instance_uid.as_str(), "{report}");
+    assert_eq!(
+        report["metadata_sop_instance_uid"],
+        series[0].sop_instance_uid.as_str(),
+        "{report}"
+    );
     assert_eq!(report["series_retrieved"], 5, "{report}");
     assert_eq!(report["series_pixels_match"], true, "{report}");
 }

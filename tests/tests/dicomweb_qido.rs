@@ -3,9 +3,8 @@
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
-use dicom_loadtest::scu::{ScuOptions, StoreClient};
 use dicom_loadtest::synth::{SeriesSpec, SynthInstance, generate_series};
-use gateway_e2e::{TestGateway, base_config};
+use gateway_e2e::{TestGateway, base_config, c_store_all};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
@@ -46,25 +45,6 @@ fn small(mut spec: SeriesSpec, patient: (&str, &str), study_date: &str) -> Vec<S
     instances
 }
 
-async fn store(gw: &TestGateway, calling_ae: &str, instances: &[SynthInstance]) {
-    let options = ScuOptions {
-        calling_ae: calling_ae.into(),
-        called_ae: "GATEWAY".into(),
-        max_pdu: 16_384,
-        transfer_syntax: EXPLICIT_LE.into(),
-    };
-    let mut classes: Vec<&str> = instances.iter().map(|i| i.sop_class_uid.as_str()).collect();
-    classes.sort();
-    classes.dedup();
-    let mut client = StoreClient::connect(gw.dimse, &options, &classes)
-        .await
-        .expect("associate");
-    for inst in instances {
-        assert_eq!(client.store(inst).await.expect("C-STORE").status, 0x0000);
-    }
-    client.release().await.expect("release");
-}
-
 async fn load(gw: &TestGateway) -> Fixture {
     let ct_a = small(
         SeriesSpec::ct_head(3, 101),
@@ -85,8 +65,14 @@ async fn load(gw: &TestGateway) -> Fixture {
         ("SMITH^ANN", "QIDO-B"),
         "20240301",
     );
-    store(gw, "DEMO-SCU", &[ct_a.clone(), mr_a, cr_c.clone()].concat()).await;
-    store(gw, "NORTH-SCU", &ct_b).await;
+    c_store_all(
+        gw.dimse,
+        "DEMO-SCU",
+        EXPLICIT_LE,
+        &[ct_a.clone(), mr_a, cr_c.clone()].concat(),
+    )
+    .await;
+    c_store_all(gw.dimse, "NORTH-SCU", EXPLICIT_LE, &ct_b).await;
     Fixture {
         study_a,
         study_b: ct_b[0].study_instance_uid.clone(),

@@ -3,17 +3,12 @@
 //! error with its status.
 
 use dicom_loadtest::synth::{SeriesSpec, SynthInstance, generate_series};
-use gateway_e2e::{TestGateway, base_config, multipart_related, sha256_file, stow_content_type};
+use gateway_e2e::{
+    TestGateway, base_config, multipart_related, sha256_file, small_ct, stow_content_type,
+};
 use serde_json::Value;
 
 const B: &str = "gateway-test-boundary";
-
-fn small_ct(instances: usize, seed: u64) -> Vec<SynthInstance> {
-    let mut spec = SeriesSpec::ct_head(instances, seed);
-    spec.rows = 64;
-    spec.columns = 64;
-    generate_series(&spec)
-}
 
 fn part10(series: &[SynthInstance]) -> Vec<Vec<u8>> {
     series.iter().map(|i| i.to_part10().unwrap()).collect()

@@ -8,9 +8,8 @@ use std::collections::HashMap;
 use dicom_core::value::PrimitiveValue;
 use dicom_core::{DataElement, VR};
 use dicom_dictionary_std::tags;
-use dicom_loadtest::scu::{ScuOptions, StoreClient};
-use dicom_loadtest::synth::{SeriesSpec, SynthInstance, generate_series};
-use gateway_e2e::{TestGateway, dcmtk, sha256_file, write_part10_files};
+use dicom_loadtest::synth::SynthInstance;
+use gateway_e2e::{TestGateway, c_store_all, dcmtk, sha256_file, small_ct, write_part10_files};
 use sha2::{Digest, Sha256};
 
 const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
@@ -20,30 +19,6 @@ const JPEG_LOSSLESS_SV1: &str = "1.2.840.10008.1.2.4.70";
 const JPEG_LS: &str = "1.2.840.10008.1.2.4.80";
 const DICOM_ANY_SYNTAX: &str = r#"multipart/related; type="application/dicom"; transfer-syntax=*"#;
 const OCTETS: &str = r#"multipart/related; type="application/octet-stream""#;
-
-fn small_ct(instances: usize, seed: u64) -> Vec<SynthInstance> {
-    let mut spec = SeriesSpec::ct_head(instances, seed);
-    spec.rows = 64;
-    spec.columns = 64;
-    generate_series(&spec)
-}
-
-async fn store(gw: &TestGateway, instances: &[SynthInstance], transfer_syntax: &str) {
-    let options = ScuOptions {
-        calling_ae: "DEMO-SCU".into(),
-        called_ae: "GATEWAY".into(),
-        max_pdu: 16_384,
-        transfer_syntax: transfer_syntax.into(),
-    };
-    let mut client = StoreClient::connect(gw.dimse, &options, &[CT])
-        .await
-        .expect("associate");
-    for inst in instances {
-        let ack = client.store(inst).await.expect("C-STORE");
-        assert!(ack.is_success(), "status {:04X}", ack.status);
-    }
-    client.release().await.expect("release");
-}
 
 struct Wado {
     client: reqwest::Client,
@@ -219,7 +194,7 @@ fn assert_parts_are_stored_files(gw: &TestGateway, parts: &[(String, Vec<u8>)]) 
 async fn stored_series_comes_back_byte_identical_at_every_level() {
     let gw = TestGateway::start("");
     let series = small_ct(5, 11);
-    store(&gw, &series, EXPLICIT_LE).await;
+    c_store_all(gw.dimse, "DEMO-SCU", EXPLICIT_LE, &series).await;
     let wado = Wado::new(&gw, gw.create_token("demo", "read", ""));
 
     let (content_type, body) = wado
@@ -284,7 +259,7 @@ async fn stored_series_comes_back_byte_identical_at_every_level() {
 async fn metadata_names_the_instances_and_its_bulk_data_resolves() {
     let gw = TestGateway::start("");
     let series = small_ct(3, 12);
-    store(&gw, &series, EXPLICIT_LE).await;
+    c_store_all(gw.dimse, "DEMO-SCU", EXPLICIT_LE, &series).await;
     let wado = Wado::new(&gw, gw.create_token("demo", "read", ""));
 
     let (content_type, body) = wado
@@ -388,7 +363,7 @@ async fn frames_of_native_pixel_data_are_the_pixel_bytes() {
         VR::OW,
         PrimitiveValue::U16(words.into()),
     ));
-    store(&gw, &series, EXPLICIT_LE).await;
+    c_store_all(gw.dimse, "DEMO-SCU", EXPLICIT_LE, &series).await;
     let wado = Wado::new(&gw, gw.create_token("demo", "read", ""));
     let base = instance_path(&series[1]);
 
@@ -447,7 +422,7 @@ async fn frames_of_native_pixel_data_are_the_pixel_bytes() {
 async fn rendered_and_thumbnail_images_have_the_right_size() {
     let gw = TestGateway::start("");
     let series = small_ct(3, 14);
-    store(&gw, &series, EXPLICIT_LE).await;
+    c_store_all(gw.dimse, "DEMO-SCU", EXPLICIT_LE, &series).await;
     let wado = Wado::new(&gw, gw.create_token("demo", "read", ""));
     let base = instance_path(&series[1]);
 
@@ -637,7 +612,7 @@ async fn compressed_frames_go_as_stored_or_decoded() {
 async fn syntax_negotiation_never_transcodes() {
     let gw = TestGateway::start("");
     let series = small_ct(2, 16);
-    store(&gw, &series, IMPLICIT_LE).await;
+    c_store_all(gw.dimse, "DEMO-SCU", IMPLICIT_LE, &series).await;
     let (path, _) = gw.indexed(&series[0].sop_instance_uid).unwrap();
     assert_eq!(
         dicom_object::open_file(&path)
@@ -697,7 +672,7 @@ async fn syntax_negotiation_never_transcodes() {
 async fn unknown_malformed_and_unauthenticated_requests() {
     let gw = TestGateway::start("");
     let series = small_ct(1, 17);
-    store(&gw, &series, EXPLICIT_LE).await;
+    c_store_all(gw.dimse, "DEMO-SCU", EXPLICIT_LE, &series).await;
     let wado = Wado::new(&gw, gw.create_token("demo", "read", ""));
     let inst = &series[0];
     let unknown = "1.2.3.999";
@@ -754,7 +729,7 @@ allowed_peers = ["127.0.0.0/8"]
 "#,
     );
     let series = small_ct(1, 18);
-    store(&gw, &series, EXPLICIT_LE).await; // as DEMO-SCU: site "demo"
+    c_store_all(gw.dimse, "DEMO-SCU", EXPLICIT_LE, &series).await; // as DEMO-SCU: site "demo"
     let inst = &series[0];
     let own = Wado::new(&gw, gw.create_token("demo", "read", ""));
     let north = Wado::new(&gw, gw.create_token("north", "read", ""));

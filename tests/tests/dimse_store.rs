@@ -3,28 +3,14 @@
 
 use std::collections::HashSet;
 
-use dicom_loadtest::scu::{ScuOptions, StoreClient};
-use dicom_loadtest::synth::{SeriesSpec, SynthInstance, generate_series};
-use gateway_e2e::{TestGateway, dcmtk, sha256_file, write_part10_files};
+use dicom_loadtest::scu::StoreClient;
+use dicom_loadtest::synth::{SeriesSpec, SynthInstance};
+use gateway_e2e::{
+    TestGateway, dcmtk, demo_scu_options, sha256_file, small_ct, write_part10_files,
+};
 
 const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
 const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
-
-fn small_ct(instances: usize, seed: u64) -> Vec<SynthInstance> {
-    let mut spec = SeriesSpec::ct_head(instances, seed);
-    spec.rows = 64;
-    spec.columns = 64;
-    generate_series(&spec)
-}
-
-fn scu_options() -> ScuOptions {
-    ScuOptions {
-        calling_ae: "DEMO-SCU".into(),
-        called_ae: "GATEWAY".into(),
-        max_pdu: 16_384,
-        transfer_syntax: EXPLICIT_LE.into(),
-    }
-}
 
 fn storescu(
     gw: &TestGateway,
@@ -215,7 +201,7 @@ fn transfer_syntaxes_are_stored_as_received() {
 async fn identical_resend_is_idempotent() {
     let gw = TestGateway::start("");
     let series = small_ct(3, 3);
-    let mut client = StoreClient::connect(gw.dimse, &scu_options(), &[CT])
+    let mut client = StoreClient::connect(gw.dimse, &demo_scu_options(), &[CT])
         .await
         .unwrap();
     for inst in &series {
@@ -256,7 +242,7 @@ async fn different_object_with_same_uid_is_rejected_and_audited() {
     impostor.sop_instance_uid = original.sop_instance_uid.clone();
     impostor.study_instance_uid = original.study_instance_uid.clone();
     impostor.series_instance_uid = original.series_instance_uid.clone();
-    let mut client = StoreClient::connect(gw.dimse, &scu_options(), &[CT])
+    let mut client = StoreClient::connect(gw.dimse, &demo_scu_options(), &[CT])
         .await
         .unwrap();
     assert_eq!(client.store(original).await.unwrap().status, 0x0000);
@@ -290,7 +276,7 @@ async fn replace_policy_keeps_the_old_file_and_audits() {
     let mut replacement = small_ct(1, 7)[0].clone();
     replacement.dataset = rewrite_uids(&replacement.dataset, original);
     replacement.sop_instance_uid = original.sop_instance_uid.clone();
-    let mut client = StoreClient::connect(gw.dimse, &scu_options(), &[CT])
+    let mut client = StoreClient::connect(gw.dimse, &demo_scu_options(), &[CT])
         .await
         .unwrap();
     assert_eq!(client.store(original).await.unwrap().status, 0x0000);
@@ -347,7 +333,7 @@ async fn command_dataset_mismatch_gets_a900_and_nothing_is_stored() {
     let gw = TestGateway::start("");
     let inst = &small_ct(1, 8)[0];
     let bytes = inst.encode_dataset(EXPLICIT_LE).unwrap();
-    let mut client = StoreClient::connect(gw.dimse, &scu_options(), &[CT])
+    let mut client = StoreClient::connect(gw.dimse, &demo_scu_options(), &[CT])
         .await
         .unwrap();
     let ack = client.store_raw(CT, "1.2.3.4.5.6.7", &bytes).await.unwrap();
@@ -397,7 +383,7 @@ async fn low_disk_space_and_oversized_instances_are_refused_a7xx() {
             .replace("min_free_space = \"1MiB\"", "min_free_space = \"1PiB\""),
     );
     let inst = &small_ct(1, 9)[0];
-    let mut client = StoreClient::connect(gw.dimse, &scu_options(), &[CT])
+    let mut client = StoreClient::connect(gw.dimse, &demo_scu_options(), &[CT])
         .await
         .unwrap();
     assert_eq!(client.store(inst).await.unwrap().status, 0xA700);
@@ -408,7 +394,7 @@ async fn low_disk_space_and_oversized_instances_are_refused_a7xx() {
         "idle_timeout = \"20s\"",
         "idle_timeout = \"20s\"\nmax_instance_size = \"2KiB\"",
     ));
-    let mut client = StoreClient::connect(gw.dimse, &scu_options(), &[CT])
+    let mut client = StoreClient::connect(gw.dimse, &demo_scu_options(), &[CT])
         .await
         .unwrap();
     assert_eq!(client.store(inst).await.unwrap().status, 0xA701);
@@ -442,7 +428,7 @@ async fn oversized_pdu_aborts_the_association_and_the_gateway_keeps_serving() {
         gw.log()
     );
 
-    let mut client = StoreClient::connect(gw.dimse, &scu_options(), &[CT])
+    let mut client = StoreClient::connect(gw.dimse, &demo_scu_options(), &[CT])
         .await
         .unwrap();
     assert_eq!(client.echo().await.unwrap(), 0x0000);
@@ -458,7 +444,7 @@ async fn eight_parallel_associations_store_everything() {
         let chunk = chunk.to_vec();
         let addr = gw.dimse;
         tasks.push(tokio::spawn(async move {
-            let mut client = StoreClient::connect(addr, &scu_options(), &[CT])
+            let mut client = StoreClient::connect(addr, &demo_scu_options(), &[CT])
                 .await
                 .unwrap();
             for inst in &chunk {
@@ -486,7 +472,8 @@ async fn kill_9_during_load_loses_nothing_acknowledged() {
         let addr = gw.dimse;
         let acked = acked.clone();
         tasks.push(tokio::spawn(async move {
-            let Ok(mut client) = StoreClient::connect(addr, &scu_options(), &[CT]).await else {
+            let Ok(mut client) = StoreClient::connect(addr, &demo_scu_options(), &[CT]).await
+            else {
                 return;
             };
             for inst in &chunk {
