@@ -1,4 +1,4 @@
-//! Synthetic DICOM and a C-STORE load driver for the gateway.
+//! Synthetic DICOM and C-STORE / DICOMweb load drivers for the gateway.
 //!
 //! The crate sits outside the pipeline, on the modality side of it: it plays
 //! the part of a scanner (or several), so the gateway can be measured and
@@ -10,7 +10,10 @@
 //!   records every acknowledgement.
 //! - [`report`]: throughput, latency percentiles and failures, for people
 //!   and as JSON.
+//! - [`dicomweb`]: STOW-RS, QIDO-RS and WADO-RS load over HTTPS, with
+//!   their own reports in the same style.
 
+pub mod dicomweb;
 pub mod report;
 pub mod run;
 pub mod scu;

@@ -1,6 +1,9 @@
 //! `dicom-loadtest`: send synthetic series to a storage SCP and report
 //! throughput and latency, write the same series as files for reference
-//! tools, or check a peer with C-ECHO.
+//! tools, or check a peer with C-ECHO; drive a DICOMweb server with
+//! STOW-RS, QIDO-RS and WADO-RS load (see `dicomweb_commands`).
+
+mod dicomweb_commands;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -16,7 +19,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use dicom_loadtest::report::StoreReport;
 use dicom_loadtest::run::{StoreRunConfig, prepare_series, run_store};
 use dicom_loadtest::scu::{DEFAULT_MAX_PDU, ScuOptions, StoreClient};
-use dicom_loadtest::synth::{SeriesGenerator, SeriesSpec, SynthModality};
+use dicom_loadtest::synth::{SeriesGenerator, SeriesSpec, SynthModality, synthetic_patient};
 
 #[derive(Debug, Parser)]
 #[command(name = "dicom-loadtest", version, about)]
@@ -34,6 +37,15 @@ enum Command {
     Generate(GenerateArgs),
     /// Check a peer with C-ECHO.
     Echo(EchoArgs),
+    /// Send synthetic series with STOW-RS over concurrent HTTPS clients and
+    /// report instances/s, MB/s and request latency.
+    Stow(dicomweb_commands::StowArgs),
+    /// Run a deterministic mix of QIDO-RS searches aimed at what the server
+    /// holds and report latency per kind of search.
+    Qido(dicomweb_commands::QidoArgs),
+    /// Retrieve whole series with WADO-RS, streaming and checking every
+    /// part, and report MB/s and per-series latency.
+    Wado(dicomweb_commands::WadoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -52,15 +64,20 @@ struct PeerArgs {
 
 #[derive(Debug, Args)]
 struct SeriesArgs {
-    /// ct, mr, cr or dx.
-    #[arg(long, default_value = "ct")]
-    modality: SynthModality,
+    /// ct, mr, cr or dx; a comma-separated list gives study k the k-th
+    /// modality, round robin (with --studies).
+    #[arg(long, default_value = "ct", value_delimiter = ',')]
+    modality: Vec<SynthModality>,
     /// Instances per series.
     #[arg(long, default_value_t = 500)]
     instances: usize,
-    /// Number of series, all in one study; series k uses seed + k.
+    /// Series per study; series k of a study uses the next seed.
     #[arg(long, default_value_t = 1)]
     series: usize,
+    /// Studies, each of its own synthetic patient (IDs `<patient-id>-NNNNN`,
+    /// varied names) unless --patient-name/--patient-id say otherwise.
+    #[arg(long, default_value_t = 1)]
+    studies: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     #[arg(long)]
@@ -85,8 +102,9 @@ struct SeriesArgs {
     patient_name: Option<String>,
     #[arg(long)]
     patient_id: Option<String>,
-    /// Put the series into this study instead of one derived from the seed.
-    #[arg(long)]
+    /// Put the series into this study instead of one derived from the seed
+    /// (only with one study).
+    #[arg(long, conflicts_with = "studies")]
     study_uid: Option<String>,
 }
 
@@ -132,6 +150,9 @@ async fn main() -> ExitCode {
         Command::Store(args) => store(args).await,
         Command::Generate(args) => generate(args),
         Command::Echo(args) => echo(args).await,
+        Command::Stow(args) => dicomweb_commands::stow(args).await,
+        Command::Qido(args) => dicomweb_commands::qido(args).await,
+        Command::Wado(args) => dicomweb_commands::wado(args).await,
     };
     match result {
         Ok(code) => code,
@@ -166,7 +187,7 @@ async fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
-    let progress = progress_bar(prepared.len() as u64, !args.json);
+    let progress = progress_bar(prepared.len() as u64, "instances", !args.json);
     let config = StoreRunConfig {
         addr,
         scu,
@@ -250,42 +271,70 @@ async fn echo(args: EchoArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn series_specs(args: &SeriesArgs) -> Vec<SeriesSpec> {
-    let count = args.series.max(1);
-    let mut specs: Vec<SeriesSpec> = (0..count)
-        .map(|k| {
-            let seed = args.seed.wrapping_add(k as u64);
-            let mut spec = SeriesSpec::for_modality(args.modality, args.instances, seed);
-            let set = |field: &mut String, value: &Option<String>| {
-                if let Some(value) = value {
-                    field.clone_from(value);
+    let studies = args.studies.max(1);
+    let per_study = args.series.max(1);
+    let mut specs = Vec::with_capacity(studies * per_study);
+    for study in 0..studies {
+        let modality = args
+            .modality
+            .get(study % args.modality.len().max(1))
+            .copied()
+            .unwrap_or(SynthModality::Ct);
+        let mut group: Vec<SeriesSpec> = (0..per_study)
+            .map(|k| {
+                let seed = args.seed.wrapping_add((study * per_study + k) as u64);
+                series_spec(args, modality, seed)
+            })
+            .collect();
+        if studies > 1 {
+            // One patient per study, so searches have patients to tell apart.
+            let prefix = args
+                .patient_id
+                .clone()
+                .unwrap_or_else(|| format!("LT{}", args.seed));
+            let (patient_id, patient_name) = synthetic_patient(&prefix, study);
+            for spec in &mut group {
+                spec.patient_id.clone_from(&patient_id);
+                if args.patient_name.is_none() {
+                    spec.patient_name.clone_from(&patient_name);
                 }
-            };
-            set(&mut spec.station_name, &args.station_name);
-            set(&mut spec.institution_name, &args.institution_name);
-            set(&mut spec.manufacturer, &args.manufacturer);
-            set(&mut spec.model_name, &args.model_name);
-            set(&mut spec.body_part, &args.body_part);
-            set(&mut spec.protocol_name, &args.protocol_name);
-            set(&mut spec.series_description, &args.series_description);
-            set(&mut spec.patient_name, &args.patient_name);
-            set(&mut spec.patient_id, &args.patient_id);
-            spec.rows = args.rows.unwrap_or(spec.rows);
-            spec.columns = args.columns.unwrap_or(spec.columns);
-            spec.study_instance_uid.clone_from(&args.study_uid);
-            spec
-        })
-        .collect();
-    // Several series form one study of one patient: all name the first
-    // series' study explicitly, so they also agree on accession and date.
-    if count > 1 {
-        let study_uid = specs[0].resolved_study_instance_uid();
-        let patient_id = specs[0].patient_id.clone();
-        for spec in &mut specs {
-            spec.study_instance_uid = Some(study_uid.clone());
-            spec.patient_id.clone_from(&patient_id);
+            }
         }
+        // Several series form one study of one patient: all name the first
+        // series' study explicitly, so they also agree on accession and date.
+        if per_study > 1 {
+            let study_uid = group[0].resolved_study_instance_uid();
+            let patient_id = group[0].patient_id.clone();
+            for spec in &mut group {
+                spec.study_instance_uid = Some(study_uid.clone());
+                spec.patient_id.clone_from(&patient_id);
+            }
+        }
+        specs.extend(group);
     }
     specs
+}
+
+fn series_spec(args: &SeriesArgs, modality: SynthModality, seed: u64) -> SeriesSpec {
+    let mut spec = SeriesSpec::for_modality(modality, args.instances, seed);
+    let set = |field: &mut String, value: &Option<String>| {
+        if let Some(value) = value {
+            field.clone_from(value);
+        }
+    };
+    set(&mut spec.station_name, &args.station_name);
+    set(&mut spec.institution_name, &args.institution_name);
+    set(&mut spec.manufacturer, &args.manufacturer);
+    set(&mut spec.model_name, &args.model_name);
+    set(&mut spec.body_part, &args.body_part);
+    set(&mut spec.protocol_name, &args.protocol_name);
+    set(&mut spec.series_description, &args.series_description);
+    set(&mut spec.patient_name, &args.patient_name);
+    set(&mut spec.patient_id, &args.patient_id);
+    spec.rows = args.rows.unwrap_or(spec.rows);
+    spec.columns = args.columns.unwrap_or(spec.columns);
+    spec.study_instance_uid.clone_from(&args.study_uid);
+    spec
 }
 
 fn scu_options(peer: &PeerArgs, transfer_syntax: String) -> ScuOptions {
@@ -316,14 +365,13 @@ async fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
 }
 
 /// A bar on stderr when someone is watching; hidden for scripts and `--json`.
-fn progress_bar(total: u64, wanted: bool) -> ProgressBar {
+fn progress_bar(total: u64, unit: &str, wanted: bool) -> ProgressBar {
     if !wanted || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("{bar:40} {pos}/{len} instances  {per_sec}  eta {eta}")
-    {
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {unit}  {{per_sec}}  eta {{eta}}");
+    if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style);
     }
     bar
@@ -331,4 +379,49 @@ fn progress_bar(total: u64, wanted: bool) -> ProgressBar {
 
 fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("could not write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn specs_for(args: &[&str]) -> Vec<SeriesSpec> {
+        let argv = ["dicom-loadtest", "generate", "--out", "unused"];
+        let cli = Cli::try_parse_from(argv.iter().chain(args)).expect("parses");
+        match cli.command {
+            Command::Generate(generate) => series_specs(&generate.series),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn one_study_keeps_the_original_layout() {
+        let specs = specs_for(&["--series", "2", "--seed", "9", "--instances", "3"]);
+        assert_eq!(specs.len(), 2);
+        assert_eq!((specs[0].seed, specs[1].seed), (9, 10));
+        assert_eq!(specs[0].study_instance_uid, specs[1].study_instance_uid);
+        assert_eq!(specs[0].patient_id, specs[1].patient_id);
+        assert_eq!(specs[0].modality, SynthModality::Ct);
+    }
+
+    #[test]
+    fn studies_get_their_own_patients_and_modalities_in_turn() {
+        let specs = specs_for(&["--studies", "3", "--series", "2", "--modality", "ct,mr"]);
+        assert_eq!(specs.len(), 6);
+        let modalities: Vec<_> = specs.iter().map(|s| s.modality.code()).collect();
+        assert_eq!(modalities, ["CT", "CT", "MR", "MR", "CT", "CT"]);
+        let seeds: Vec<_> = specs.iter().map(|s| s.seed).collect();
+        assert_eq!(seeds, [1, 2, 3, 4, 5, 6]);
+        for pair in specs.chunks(2) {
+            assert_eq!(pair[0].study_instance_uid, pair[1].study_instance_uid);
+            assert_eq!(pair[0].patient_id, pair[1].patient_id);
+            assert_eq!(pair[0].patient_name, pair[1].patient_name);
+        }
+        assert_ne!(specs[0].study_instance_uid, specs[2].study_instance_uid);
+        assert_eq!(specs[0].patient_id, "LT1-00000");
+        assert_eq!(specs[2].patient_name, "BAKER^ALEX");
+        let conflicting = ["dicom-loadtest", "generate", "--out", "x", "--studies", "2"];
+        let with_uid = conflicting.iter().chain(&["--study-uid", "1.2.3"]);
+        assert!(Cli::try_parse_from(with_uid).is_err());
+    }
 }

@@ -32,6 +32,7 @@ pub fn serve_metrics(
             .route("/health/live", web::get().to(live))
     })
     .workers(1)
+    .tcp_nodelay(true)
     .disable_signals()
     .shutdown_timeout(1)
     .bind(addr)?;

@@ -8,6 +8,7 @@
 mod attributes;
 mod encode;
 mod phantom;
+mod population;
 mod series;
 mod spec;
 mod uid;
@@ -17,6 +18,7 @@ use dicom_object::InMemDicomObject;
 pub use encode::{
     IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, SynthError, transcode_dataset,
 };
+pub use population::synthetic_patient;
 pub use series::SeriesGenerator;
 pub use spec::{SeriesSpec, SynthModality, UnknownModality};
 pub use uid::{SYNTH_UID_ROOT, is_valid_uid};

@@ -61,6 +61,9 @@ pub fn serve_dicomweb(
             )
     })
     .disable_signals()
+    // Without it each HTTP/2 response's last small frame waits for the
+    // client's delayed ACK: ~40 ms on every request (measured).
+    .tcp_nodelay(true)
     .shutdown_timeout(5)
     // Headers must arrive promptly; body deadlines are per service.
     .client_request_timeout(std::time::Duration::from_secs(10));
