@@ -31,6 +31,9 @@ enum Command {
     /// DICOMweb bearer tokens, stored hashed in the data directory.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// The model repository: list versions, verify files against manifests.
+    #[command(subcommand)]
+    Models(dicom_gateway::models::cli::ModelsCommand),
 }
 
 #[derive(Subcommand)]
@@ -157,6 +160,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Tokens(command) => tokens_command(command),
+        Command::Models(command) => command.run(),
         Command::CheckConfig(args) => match args.load() {
             Ok(config) => {
                 println!("# configuration is valid\n{}", config.to_toml());

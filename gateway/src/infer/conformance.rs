@@ -1,0 +1,342 @@
+//! The engine conformance suite: every engine kind runs [`check_engine`]
+//! against the committed demo models. A new engine adds one test at the
+//! bottom of this file naming its configuration.
+
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::test_images::{chest_radiograph, ct_head, pseudo_random};
+use super::*;
+use crate::models::{ModelEntry, ModelRepository};
+
+fn demo_repository() -> ModelRepository {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let repo = ModelRepository::open(&root).expect("the demo model repository");
+    assert!(repo.invalid().is_empty(), "{:#?}", repo.invalid());
+    repo
+}
+
+fn limits(max_concurrent: usize, max_queued: usize) -> EngineLimits {
+    EngineLimits {
+        max_concurrent: NonZeroUsize::new(max_concurrent).unwrap(),
+        max_queued,
+    }
+}
+
+/// A valid input for `model`, deterministic per seed.
+fn input_for(model: &LoadedModel, seed: u64) -> Tensor {
+    match model.manifest().name.as_str() {
+        "ct-hyperdensity" => ct_head(6.0, seed),
+        "dx-exposure" => chest_radiograph(1.0),
+        _ => pseudo_random(&model.manifest().input.shape, seed),
+    }
+}
+
+/// Runs the whole suite against the engine `config` builds.
+async fn check_engine(config: EngineConfig) {
+    let repo = demo_repository();
+    let mut models = Vec::new();
+    for entry in repo.entries() {
+        let model = LoadedModel::load(entry, &config)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", entry.id()));
+        assert_eq!(model.engine_kind(), config.kind());
+        models.push(model);
+    }
+    for model in &models {
+        outputs_have_the_manifest_shapes(model).await;
+        results_are_deterministic(model).await;
+        bad_inputs_are_typed_caller_errors(model).await;
+    }
+    for model in models
+        .iter()
+        .filter(|m| m.manifest().name == "ct-hyperdensity")
+    {
+        ct_scores_a_hyperdense_blob_higher(model).await;
+    }
+    let dx = models.iter().find(|m| m.manifest().name == "dx-exposure");
+    exposure_classes_follow_the_exposure(dx.expect("dx-exposure")).await;
+
+    let resnet = repo.latest("resnet18-demo").expect("resnet18-demo");
+    concurrency_limit_is_respected(resnet, &config).await;
+    excess_requests_are_refused_retryably(resnet, &config).await;
+}
+
+async fn outputs_have_the_manifest_shapes(model: &LoadedModel) {
+    let outputs = model
+        .infer(Tensors::single("image", input_for(model, 1)))
+        .await;
+    let outputs = outputs.unwrap_or_else(|e| panic!("{}: {e}", model.id()));
+    assert_eq!(
+        outputs.len(),
+        model.manifest().outputs.len(),
+        "{}",
+        model.id()
+    );
+    for spec in &model.manifest().outputs {
+        let tensor = outputs.get(&spec.tensor.name).expect("declared output");
+        assert_eq!(
+            tensor.shape(),
+            spec.tensor.shape.as_slice(),
+            "{}",
+            model.id()
+        );
+        assert!(
+            tensor.iter().all(|v| (0.0..=1.0).contains(v)),
+            "{}: {tensor}",
+            model.id()
+        );
+    }
+}
+
+async fn results_are_deterministic(model: &LoadedModel) {
+    let input = input_for(model, 2);
+    let first = model
+        .infer(Tensors::single("image", input.clone()))
+        .await
+        .unwrap();
+    let second = model.infer(Tensors::single("image", input)).await.unwrap();
+    // Bit for bit, not approximately: same engine, same input.
+    for ((name, a), (_, b)) in first.iter().zip(second.iter()) {
+        let bits = |t: &Tensor| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(a), bits(b), "{} output {name}", model.id());
+    }
+}
+
+async fn bad_inputs_are_typed_caller_errors(model: &LoadedModel) {
+    let mut shape = model.manifest().input.shape.clone();
+    *shape.last_mut().unwrap() += 1;
+    let wrong_shape = Tensors::single("image", Tensor::zeros(ndarray::IxDyn(&shape)));
+    let mut nan = input_for(model, 3);
+    nan[[0, 0, 5, 5]] = f32::NAN;
+    let mut extra = Tensors::single("image", input_for(model, 3));
+    extra.insert("mask", Tensor::zeros(ndarray::IxDyn(&[1])));
+    let cases = [
+        (wrong_shape, "shape"),
+        (Tensors::single("pixels", input_for(model, 3)), "missing"),
+        (extra, "unexpected"),
+        (Tensors::single("image", nan), "non-finite"),
+    ];
+    for (inputs, case) in cases {
+        let err = model.infer(inputs).await.expect_err(case);
+        let typed = match (&err, case) {
+            (EngineError::InvalidInput(InputError::Shape { expected, .. }), "shape") => {
+                *expected == model.manifest().input.shape
+            }
+            (EngineError::InvalidInput(InputError::Missing { name }), "missing") => name == "image",
+            (EngineError::InvalidInput(InputError::Unexpected { name }), "unexpected") => {
+                name == "mask"
+            }
+            (EngineError::InvalidInput(InputError::NonFinite { .. }), "non-finite") => true,
+            _ => false,
+        };
+        assert!(typed, "{} {case}: {err:?}", model.id());
+        assert_eq!(err.fault(), Fault::Caller);
+        assert!(!err.is_retryable());
+    }
+}
+
+async fn ct_scores_a_hyperdense_blob_higher(model: &LoadedModel) {
+    let score = |radius: f32| async move {
+        let result = model.classify(ct_head(radius, 11)).await.unwrap();
+        result.get("hyperdensity").expect("label").clone()
+    };
+    let (none, small, large) = (score(0.0).await, score(5.0).await, score(10.0).await);
+    assert!(!none.positive, "{} without a blob: {none:?}", model.id());
+    assert!(large.positive, "{} with a blob: {large:?}", model.id());
+    assert!(
+        none.score < small.score && small.score < large.score,
+        "{}: {} < {} < {}",
+        model.id(),
+        none.score,
+        small.score,
+        large.score
+    );
+}
+
+async fn exposure_classes_follow_the_exposure(model: &LoadedModel) {
+    for (exposure, expected) in [(0.25, "underexposed"), (1.0, "ok"), (1.9, "overexposed")] {
+        let result = model.classify(chest_radiograph(exposure)).await.unwrap();
+        let best = result
+            .labels
+            .iter()
+            .max_by(|a, b| a.score.total_cmp(&b.score))
+            .unwrap();
+        assert_eq!(best.label, expected, "exposure {exposure}: {result:?}");
+        assert!(best.positive);
+        let total: f32 = result.labels.iter().map(|l| l.score).sum();
+        assert!((total - 1.0).abs() < 1e-4, "softmax sums to {total}");
+    }
+}
+
+/// Sixteen requests at once through a limit of two running, all admitted:
+/// never more than two run, all succeed.
+async fn concurrency_limit_is_respected(entry: &ModelEntry, config: &EngineConfig) {
+    let config = config.clone().with_limits(limits(2, 64));
+    let model = Arc::new(LoadedModel::load(entry, &config).await.unwrap());
+    let requests = (0..16).map(|seed| {
+        let model = Arc::clone(&model);
+        async move { model.classify(input_for(&model, seed)).await }
+    });
+    let results = futures::future::join_all(requests).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let stats = model.stats();
+    assert_eq!(stats.peak_in_flight, 2, "{stats:?}");
+    assert_eq!((stats.in_flight, stats.waiting, stats.rejected), (0, 0, 0));
+}
+
+/// Eight requests at once through one running and one queued place: the
+/// excess is refused at once, retryably, and never runs.
+async fn excess_requests_are_refused_retryably(entry: &ModelEntry, config: &EngineConfig) {
+    let config = config.clone().with_limits(limits(1, 1));
+    let model = LoadedModel::load(entry, &config).await.unwrap();
+    let before = model.stats().completed;
+    let requests = (0..8).map(|seed| model.classify(input_for(&model, seed)));
+    let results = futures::future::join_all(requests).await;
+    let refused: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(!refused.is_empty(), "nothing was refused");
+    for err in &refused {
+        assert!(
+            matches!(
+                err,
+                EngineError::Overloaded {
+                    running: 1,
+                    queued: 1
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.is_retryable());
+        assert_eq!(err.fault(), Fault::Engine);
+    }
+    let stats = model.stats();
+    assert_eq!(stats.rejected as usize, refused.len());
+    assert_eq!(stats.completed - before, (8 - refused.len()) as u64);
+    assert_eq!(stats.peak_in_flight, 1);
+}
+
+// ---------------------------------------------------------------------------
+// One line per engine kind.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onnx_tract_engine_conforms() {
+    check_engine(EngineConfig::onnx()).await;
+}
+
+// ---------------------------------------------------------------------------
+// Configuration and loading, independent of the engine kind.
+
+#[test]
+fn engine_config_is_a_closed_tagged_enum() {
+    let parse = |text: &str| toml::from_str::<EngineConfig>(text);
+    let onnx = parse("kind = \"onnx\"").unwrap();
+    assert_eq!(onnx, EngineConfig::onnx());
+    assert_eq!(onnx.limits(), EngineLimits::default());
+    let tuned = parse("kind = \"onnx\"\nmax_concurrent = 3\nmax_queued = 0").unwrap();
+    assert_eq!(tuned.limits(), limits(3, 0));
+    let triton = parse("kind = \"triton\"\nurl = \"http://triton:8001\"").unwrap();
+    assert_eq!(triton.kind(), "triton");
+    assert_eq!(
+        parse("kind = \"onnxruntime\"").unwrap().kind(),
+        "onnxruntime"
+    );
+
+    for bad in [
+        "kind = \"tensorflow\"",
+        "kind = \"onnx\"\nthreads = 4",
+        "kind = \"onnx\"\nmax_concurrent = 0",
+        "kind = \"triton\"",
+        "max_concurrent = 1",
+    ] {
+        assert!(parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn engines_not_built_in_say_so() {
+    let repo = demo_repository();
+    let verified = repo.entries()[0].load_verified().unwrap();
+    for text in [
+        "kind = \"onnxruntime\"",
+        "kind = \"triton\"\nurl = \"http://t:8001\"",
+    ] {
+        let config: EngineConfig = toml::from_str(text).unwrap();
+        match config.build(&verified) {
+            Err(e @ EngineError::Unsupported { .. }) => {
+                assert_eq!(e.fault(), Fault::Configuration);
+            }
+            Err(e) => panic!("{text}: {e}"),
+            Ok(_) => panic!("{text}: built an engine that does not exist"),
+        }
+    }
+}
+
+/// A manifest that disagrees with its model file is refused at load, with a
+/// configuration fault, not on the first image.
+#[tokio::test]
+async fn a_manifest_that_disagrees_with_the_model_is_refused_at_load() {
+    let demo = demo_repository();
+    let source = demo.latest("dx-exposure").unwrap();
+    let manifest_text = std::fs::read_to_string(source.dir().join("manifest.toml")).unwrap();
+    for (from, to, complaint) in [
+        ("name = \"image\"", "name = \"pixels\"", "inputs are"),
+        (
+            "name = \"probabilities\"",
+            "name = \"logits\"",
+            "no output `logits`",
+        ),
+        (
+            "shape = [1, 1, 256, 256]",
+            "shape = [1, 1, 128, 128]",
+            "size 256 on axis 2",
+        ),
+    ] {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("dx-exposure/1.0.0");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(source.model_path(), dir.join("model.onnx")).unwrap();
+        let mut text = manifest_text.replace(from, to);
+        if from.starts_with("shape") {
+            text = text.replace("resize = [256, 256]", "resize = [128, 128]");
+        }
+        std::fs::write(dir.join("manifest.toml"), text).unwrap();
+        let repo = ModelRepository::open(root.path()).unwrap();
+        let entry = repo
+            .entries()
+            .first()
+            .unwrap_or_else(|| panic!("{:?}", repo.invalid()));
+        match LoadedModel::load(entry, &EngineConfig::onnx()).await {
+            Err(LoadError::Engine { source, .. }) => {
+                assert_eq!(source.fault(), Fault::Configuration, "{to}: {source}");
+                assert!(source.to_string().contains(complaint), "{to}: {source}");
+            }
+            other => panic!("{to}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_tampered_model_file_is_never_loaded() {
+    let demo = demo_repository();
+    let source = demo.latest("ct-hyperdensity").unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("ct-hyperdensity/2.0.0");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        source.dir().join("manifest.toml"),
+        dir.join("manifest.toml"),
+    )
+    .unwrap();
+    let mut bytes = std::fs::read(source.model_path()).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(dir.join("model.onnx"), bytes).unwrap();
+    let repo = ModelRepository::open(root.path()).unwrap();
+    match LoadedModel::load(&repo.entries()[0], &EngineConfig::onnx()).await {
+        Err(LoadError::File {
+            source: crate::models::ModelFileError::Sha256Mismatch { .. },
+            model,
+        }) => assert_eq!(model.to_string(), "ct-hyperdensity@2.0.0"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,0 +1,65 @@
+//! Inference, between `route` (which picks a model) and `results` (which
+//! writes what it found): tensors in, named tensors out. Nothing here knows
+//! DICOM, DIMSE or HTTP; turning pixels into the input tensor a manifest
+//! describes is the pixel pipeline's job, upstream.
+//!
+//! - [`InferenceEngine`]: the one trait every engine implements.
+//! - [`EngineConfig`]: a closed, tagged enum (`kind = "onnx" | "onnxruntime"
+//!   | "triton"`) whose `build()` returns an engine and its health check.
+//! - [`onnx::TractEngine`]: ONNX on tract, embedded, CPU.
+//! - [`ConcurrencyLimit`]: per-model bounded execution (running + queued),
+//!   refusing the excess with a retryable error instead of queueing it.
+//! - [`LoadedModel`]: a verified manifest paired with its engine; maps
+//!   scores onto labels and operating points.
+//! - [`EngineError`]: whether a failure is retryable and whose fault it is.
+
+mod config;
+mod error;
+mod limit;
+mod loaded;
+pub mod onnx;
+mod tensor;
+
+#[cfg(test)]
+mod conformance;
+#[cfg(test)]
+mod test_images;
+
+use futures::future::BoxFuture;
+
+pub use config::{
+    BuiltEngine, EngineConfig, HealthCheck, OnnxConfig, OnnxruntimeConfig, TritonConfig,
+};
+pub use error::{EngineError, Fault, InputError};
+pub use limit::{ConcurrencyLimit, EngineLimits, EngineStats};
+pub use loaded::{Classification, LabelScore, LoadError, LoadedModel};
+pub use tensor::{Tensor, Tensors, check_inputs, check_outputs, zeros_like};
+
+use crate::models::TensorSpec;
+
+/// An inference engine serving one model version.
+///
+/// Implementations check inputs against [`Self::inputs`] before running
+/// (a typed [`InputError`]), bound their own concurrency with a
+/// [`ConcurrencyLimit`], never block the async runtime, and return exactly
+/// the outputs in [`Self::outputs`]. Every implementation passes the shared
+/// conformance suite (`infer/conformance.rs`).
+pub trait InferenceEngine: Send + Sync {
+    /// The configuration `kind` (`"onnx"`, …), a bounded metric label.
+    fn kind(&self) -> &'static str;
+
+    /// The inputs the model takes, from its manifest.
+    fn inputs(&self) -> &[TensorSpec];
+
+    /// The outputs the model returns, from its manifest.
+    fn outputs(&self) -> &[TensorSpec];
+
+    /// Runs the model.
+    fn infer(&self, inputs: Tensors) -> BoxFuture<'_, Result<Tensors, EngineError>>;
+
+    /// Whether the engine can serve now (a remote engine asks its server).
+    fn health(&self) -> BoxFuture<'_, Result<(), EngineError>>;
+
+    /// Running, waiting and refused requests, for metrics.
+    fn stats(&self) -> EngineStats;
+}

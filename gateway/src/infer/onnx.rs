@@ -1,0 +1,229 @@
+//! The embedded ONNX engine on tract (pure Rust, CPU).
+//!
+//! Loading parses the verified bytes, pins the input to the manifest's
+//! shape, checks input and output names and shapes against the manifest,
+//! then optimises once into a runnable plan. Each request runs the plan on
+//! tokio's blocking pool behind the model's [`ConcurrencyLimit`]; tract uses
+//! one thread per run, so `max_concurrent` is the number of cores a model
+//! may keep busy.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use tract_onnx::prelude::{
+    Datum, DatumExt, Framework, InferenceFact, InferenceModelExt, IntoRunnable, IntoTValue,
+    IntoTensor, TValue, TVec, TypedRunnableModel, tvec,
+};
+use tract_onnx::tract_hir::infer::Factoid;
+
+use super::InferenceEngine;
+use super::error::EngineError;
+use super::limit::{ConcurrencyLimit, EngineLimits, EngineStats};
+use super::tensor::{Tensors, check_inputs, check_outputs};
+use crate::models::{TensorSpec, VerifiedModel};
+
+/// A model loaded into tract, optimised and ready to run.
+pub struct TractEngine {
+    plan: Arc<TypedRunnableModel>,
+    inputs: Vec<TensorSpec>,
+    outputs: Arc<[TensorSpec]>,
+    /// For each manifest output, its position among the plan's outputs
+    /// (outputs the manifest does not name are computed and dropped).
+    output_positions: Arc<[usize]>,
+    limit: ConcurrencyLimit,
+}
+
+impl std::fmt::Debug for TractEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TractEngine")
+            .field("inputs", &self.inputs)
+            .field("outputs", &self.outputs)
+            .field("limits", &self.limit.limits())
+            .finish_non_exhaustive()
+    }
+}
+
+fn load_error(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Load(format!("{e:#}").replace('\n', " "))
+}
+
+impl TractEngine {
+    /// Parses, checks and optimises `model` (CPU-heavy for large models).
+    pub fn load(model: &VerifiedModel, limits: EngineLimits) -> Result<TractEngine, EngineError> {
+        let manifest = model.manifest();
+        let mut reader = std::io::Cursor::new(model.bytes());
+        let mut graph = tract_onnx::onnx()
+            .model_for_read(&mut reader)
+            .map_err(load_error)?;
+
+        let input_names: Vec<&str> = graph
+            .input_outlets()
+            .map_err(load_error)?
+            .iter()
+            .map(|outlet| graph.node(outlet.node).name.as_str())
+            .collect();
+        if input_names != [manifest.input.name.as_str()] {
+            return Err(EngineError::ManifestMismatch(format!(
+                "the model's inputs are {input_names:?}, the manifest declares [{:?}]",
+                manifest.input.name
+            )));
+        }
+        check_declared_input(graph.input_fact(0).map_err(load_error)?, &manifest.input)?;
+        let input_fact: InferenceFact = f32::fact(manifest.input.shape.as_slice()).into();
+        graph.set_input_fact(0, input_fact).map_err(load_error)?;
+
+        let model_outputs: Vec<String> = graph
+            .output_outlets()
+            .map_err(load_error)?
+            .iter()
+            .map(|&outlet| {
+                graph
+                    .outlet_label(outlet)
+                    .unwrap_or(graph.node(outlet.node).name.as_str())
+                    .to_string()
+            })
+            .collect();
+        let outputs = manifest.output_tensors();
+        let output_positions = outputs
+            .iter()
+            .map(|spec| {
+                model_outputs
+                    .iter()
+                    .position(|name| *name == spec.name)
+                    .ok_or_else(|| {
+                        EngineError::ManifestMismatch(format!(
+                            "the model has no output `{}` (its outputs are {model_outputs:?})",
+                            spec.name
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        // Shapes must be fully known once the input is pinned: tract then
+        // plans every buffer up front, and the manifest is checked here,
+        // at load, instead of on the first image.
+        let typed = graph.into_optimized().map_err(load_error)?;
+        for (spec, &position) in outputs.iter().zip(&output_positions) {
+            let fact = typed.output_fact(position).map_err(load_error)?;
+            if fact.datum_type != f32::datum_type() {
+                return Err(EngineError::ManifestMismatch(format!(
+                    "output `{}` is {:?}, the manifest says float32",
+                    spec.name, fact.datum_type
+                )));
+            }
+            if fact.shape.as_concrete() != Some(spec.shape.as_slice()) {
+                return Err(EngineError::ManifestMismatch(format!(
+                    "output `{}` has shape {:?}, the manifest says {:?}",
+                    spec.name, fact.shape, spec.shape
+                )));
+            }
+        }
+        let plan = typed.into_runnable().map_err(load_error)?;
+        Ok(TractEngine {
+            plan,
+            inputs: vec![manifest.input.clone()],
+            outputs: outputs.into(),
+            output_positions: output_positions.into(),
+            limit: ConcurrencyLimit::new(limits),
+        })
+    }
+
+    fn run_plan(
+        plan: &Arc<TypedRunnableModel>,
+        input: TValue,
+        outputs: &[TensorSpec],
+        positions: &[usize],
+    ) -> Result<Tensors, EngineError> {
+        let mut values: TVec<Option<TValue>> = plan
+            .run(tvec!(input))
+            .map_err(|e| EngineError::Execution(format!("{e:#}")))?
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut named = Tensors::new();
+        for (spec, &position) in outputs.iter().zip(positions) {
+            let value = values
+                .get_mut(position)
+                .and_then(Option::take)
+                .ok_or_else(|| {
+                    EngineError::ManifestMismatch(format!("no value for output `{}`", spec.name))
+                })?;
+            let array = value
+                .into_tensor()
+                .into_plain_array::<f32>()
+                .map_err(|e| EngineError::Execution(format!("output `{}`: {e:#}", spec.name)))?;
+            named.insert(spec.name.clone(), array);
+        }
+        check_outputs(outputs, &named)?;
+        Ok(named)
+    }
+}
+
+/// What the ONNX file itself declares about its input must agree with the
+/// manifest wherever it is concrete (a symbolic batch dimension is fine).
+fn check_declared_input(declared: &InferenceFact, spec: &TensorSpec) -> Result<(), EngineError> {
+    let mismatch = |what: String| {
+        EngineError::ManifestMismatch(format!(
+            "input `{}`: the model declares {what}, the manifest says {:?} float32",
+            spec.name, spec.shape
+        ))
+    };
+    if let Some(datum_type) = declared.datum_type.concretize()
+        && datum_type != f32::datum_type()
+    {
+        return Err(mismatch(format!("{datum_type:?}")));
+    }
+    let dims: Vec<_> = declared.shape.dims().collect();
+    if !declared.shape.is_open() && dims.len() != spec.shape.len() {
+        return Err(mismatch(format!("{} dimensions", dims.len())));
+    }
+    for (axis, (dim, &expected)) in dims.iter().zip(&spec.shape).enumerate() {
+        if let Some(size) = dim.concretize().and_then(|d| d.as_i64())
+            && usize::try_from(size).ok() != Some(expected)
+        {
+            return Err(mismatch(format!("size {size} on axis {axis}")));
+        }
+    }
+    Ok(())
+}
+
+impl InferenceEngine for TractEngine {
+    fn kind(&self) -> &'static str {
+        "onnx"
+    }
+
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+
+    fn infer(&self, mut inputs: Tensors) -> BoxFuture<'_, Result<Tensors, EngineError>> {
+        Box::pin(async move {
+            check_inputs(&self.inputs, &inputs)?;
+            let input = inputs
+                .remove(&self.inputs[0].name)
+                .ok_or_else(|| EngineError::Internal("checked input vanished".into()))?;
+            let plan = Arc::clone(&self.plan);
+            let outputs = Arc::clone(&self.outputs);
+            let positions = Arc::clone(&self.output_positions);
+            self.limit
+                .run_blocking(move || {
+                    let input = tract_onnx::prelude::Tensor::from(input).into_tvalue();
+                    TractEngine::run_plan(&plan, input, &outputs, &positions)
+                })
+                .await
+        })
+    }
+
+    /// Nothing outside the process can break an embedded engine.
+    fn health(&self) -> BoxFuture<'_, Result<(), EngineError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn stats(&self) -> EngineStats {
+        self.limit.stats()
+    }
+}
