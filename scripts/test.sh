@@ -21,7 +21,7 @@ fi
 
 # Python peers (DICOMweb client) in a project-local virtual environment.
 venv=.venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import dicomweb_client, pydicom' 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import dicomweb_client, pydicom, onnx, numpy' 2>/dev/null; then
   python3 -m venv "$venv" 2>/dev/null || {
     echo "installing python3-venv"
     sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

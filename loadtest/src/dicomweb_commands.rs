@@ -161,11 +161,11 @@ pub async fn stow(args: StowArgs) -> anyhow::Result<ExitCode> {
         print!("{}", report.to_human());
         let mut shown = Vec::new();
         for record in &outcome.records {
-            if let StowOutcome::Failed { kind, message } = &record.outcome {
-                if !shown.contains(kind) {
-                    shown.push(*kind);
-                    eprintln!("first {kind} error: {message}");
-                }
+            if let StowOutcome::Failed { kind, message } = &record.outcome
+                && !shown.contains(kind)
+            {
+                shown.push(*kind);
+                eprintln!("first {kind} error: {message}");
             }
         }
     }
@@ -207,11 +207,10 @@ pub async fn qido(args: QidoArgs) -> anyhow::Result<ExitCode> {
         for record in &outcome.records {
             if let dicom_loadtest::dicomweb::qido::QueryOutcome::Failed { reason, message } =
                 &record.outcome
+                && !shown.contains(reason)
             {
-                if !shown.contains(reason) {
-                    shown.push(reason.clone());
-                    eprintln!("first `{reason}` ({}): {message}", record.kind.label());
-                }
+                shown.push(reason.clone());
+                eprintln!("first `{reason}` ({}): {message}", record.kind.label());
             }
         }
     }
@@ -250,11 +249,10 @@ pub async fn wado(args: WadoArgs) -> anyhow::Result<ExitCode> {
         for record in &outcome.records {
             if let dicom_loadtest::dicomweb::wado::WadoOutcome::Failed { reason, message } =
                 &record.outcome
+                && !shown.contains(reason)
             {
-                if !shown.contains(reason) {
-                    shown.push(reason.clone());
-                    eprintln!("first `{reason}`: {message}");
-                }
+                shown.push(reason.clone());
+                eprintln!("first `{reason}`: {message}");
             }
         }
     }

@@ -202,11 +202,11 @@ async fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
         // Say why, not only how many: the first error of each kind.
         let mut shown = Vec::new();
         for record in &outcome.results {
-            if let dicom_loadtest::run::InstanceResult::Failed { kind, message } = &record.outcome {
-                if !shown.contains(kind) {
-                    shown.push(*kind);
-                    eprintln!("first {kind} error: {message}");
-                }
+            if let dicom_loadtest::run::InstanceResult::Failed { kind, message } = &record.outcome
+                && !shown.contains(kind)
+            {
+                shown.push(*kind);
+                eprintln!("first {kind} error: {message}");
             }
         }
     }

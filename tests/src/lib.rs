@@ -119,13 +119,13 @@ impl TestGateway {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(text) = std::fs::read_to_string(&listeners) {
-                if let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) {
-                    self.dimse = value["dimse"].as_str().unwrap().parse().unwrap();
-                    self.metrics = value["metrics"].as_str().unwrap().parse().unwrap();
-                    self.http = value["http"].as_str().map(|a| a.parse().unwrap());
-                    return;
-                }
+            if let Ok(text) = std::fs::read_to_string(&listeners)
+                && let Ok(value) = serde_json::from_str::<serde_json::Value>(&text)
+            {
+                self.dimse = value["dimse"].as_str().unwrap().parse().unwrap();
+                self.metrics = value["metrics"].as_str().unwrap().parse().unwrap();
+                self.http = value["http"].as_str().map(|a| a.parse().unwrap());
+                return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!(

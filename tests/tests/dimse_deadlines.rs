@@ -73,11 +73,11 @@ fn trickling_peer_is_aborted_at_the_message_deadline() {
         std::thread::sleep(Duration::from_millis(200));
         let _ = stream.set_read_timeout(Some(Duration::from_millis(1)));
         let mut probe = [0u8; 16];
-        if let Ok(n) = stream.read(&mut probe) {
-            if n == 0 || probe[0] == 0x07 {
-                aborted = true;
-                break;
-            }
+        if let Ok(n) = stream.read(&mut probe)
+            && (n == 0 || probe[0] == 0x07)
+        {
+            aborted = true;
+            break;
         }
     }
     assert!(aborted, "trickling association was not cut off");

@@ -271,12 +271,11 @@ fn validate_sites(raw: &RawConfig, p: &mut Problems) -> Vec<SiteConfig> {
         .dimse
         .accept_unknown_ae
         .then_some(&raw.dimse.unknown_ae_site)
+        && names.contains(unknown)
     {
-        if names.contains(unknown) {
-            p.push(format!(
-                "dimse.unknown_ae_site: `{unknown}` is also a configured site; pick a separate name"
-            ));
-        }
+        p.push(format!(
+            "dimse.unknown_ae_site: `{unknown}` is also a configured site; pick a separate name"
+        ));
     }
     sites
 }

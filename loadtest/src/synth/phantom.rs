@@ -50,10 +50,10 @@ impl Shape {
 
     /// The columns this shape covers on row `y`, if any.
     fn span(&self, y: usize, width: usize) -> Option<Range<usize>> {
-        if let Some(period) = self.stripe_period {
-            if (y / period) % 2 != 0 {
-                return None;
-            }
+        if let Some(period) = self.stripe_period
+            && !(y / period).is_multiple_of(2)
+        {
+            return None;
         }
         let dy = (y as f32 + 0.5 - self.center_y) / self.semi_axis_y;
         if dy.abs() >= 1.0 {

@@ -92,10 +92,9 @@ async fn stow(
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        && length > limit
     {
-        if length > limit {
-            return Err(DicomWebError::PayloadTooLarge { limit });
-        }
+        return Err(DicomWebError::PayloadTooLarge { limit });
     }
 
     // Count bytes as they arrive; a chunked body over the limit fails mid-way.

@@ -470,12 +470,12 @@ where
         let header = expect_fragment(wire, pc_id, false).await?;
         while wire.pdv_remaining() > 0 {
             let chunk = wire.read_chunk().await?;
-            if let Some(file) = staging.as_mut() {
-                if let Err(e) = file.write_dataset(&chunk).await {
-                    failure = Some(e);
-                    if let Some(file) = staging.take() {
-                        file.discard().await;
-                    }
+            if let Some(file) = staging.as_mut()
+                && let Err(e) = file.write_dataset(&chunk).await
+            {
+                failure = Some(e);
+                if let Some(file) = staging.take() {
+                    file.discard().await;
                 }
             }
         }

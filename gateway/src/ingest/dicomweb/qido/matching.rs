@@ -256,10 +256,10 @@ fn parse_range(
     }
     let from = (!from.is_empty()).then(|| lower(from));
     let to = (!to.is_empty()).then(|| upper(to));
-    if let (Some(from), Some(to)) = (&from, &to) {
-        if from > to {
-            return Err(format!("range `{value}` ends before it starts"));
-        }
+    if let (Some(from), Some(to)) = (&from, &to)
+        && from > to
+    {
+        return Err(format!("range `{value}` ends before it starts"));
     }
     Ok(Matcher::Range { from, to })
 }
@@ -289,10 +289,10 @@ fn check_time(value: &str) -> Result<(), String> {
     if !matches!(whole.len(), 2 | 4 | 6) || !digits(whole) {
         return bad();
     }
-    if let Some(fraction) = fraction {
-        if whole.len() != 6 || fraction.is_empty() || fraction.len() > 6 || !digits(fraction) {
-            return bad();
-        }
+    if let Some(fraction) = fraction
+        && (whole.len() != 6 || fraction.is_empty() || fraction.len() > 6 || !digits(fraction))
+    {
+        return bad();
     }
     let limits = [23u32, 59, 60];
     for (i, limit) in limits.iter().enumerate().take(whole.len() / 2) {

@@ -258,11 +258,11 @@ impl MediaRange {
         let (kind, subtype) = media.split_once('/')?;
         let mut quality = 1000;
         for parameter in parts {
-            if let Some((name, value)) = parameter.split_once('=') {
-                if name.trim().eq_ignore_ascii_case("q") {
-                    let q: f32 = value.trim().parse().unwrap_or(1.0);
-                    quality = (q.clamp(0.0, 1.0) * 1000.0).round() as u16;
-                }
+            if let Some((name, value)) = parameter.split_once('=')
+                && name.trim().eq_ignore_ascii_case("q")
+            {
+                let q: f32 = value.trim().parse().unwrap_or(1.0);
+                quality = (q.clamp(0.0, 1.0) * 1000.0).round() as u16;
             }
         }
         Some(Self {

@@ -78,7 +78,7 @@ pub struct NativeFrame {
 impl NativeFrame {
     /// Whether the bytes read are the frame as is.
     pub fn is_byte_aligned(&self) -> bool {
-        self.bit_shift == 0 && self.bits % 8 == 0
+        self.bit_shift == 0 && self.bits.is_multiple_of(8)
     }
 }
 
