@@ -107,3 +107,36 @@ async fn tls_is_required_and_plain_http_is_refused() {
         "plain HTTP must not be served on the TLS port"
     );
 }
+
+#[tokio::test]
+async fn hashed_tokens_in_config_work_with_their_scopes() {
+    use sha2::{Digest, Sha256};
+    let token = "dgw_cafe0001_managed-as-code-secret-for-tests";
+    let sha = hex::encode(Sha256::digest(token.as_bytes()));
+    let gw = TestGateway::start_with_config(gateway_e2e::base_config("").replace(
+        "body_timeout = \"20s\"",
+        &format!(
+            "body_timeout = \"20s\"\n[[dicomweb.tokens]]\nid = \"pacs-ro\"\nsite = \"demo\"\nscopes = [\"read\"]\nsha256 = \"{sha}\"\n"
+        ),
+    ));
+    let client = gw.https_client();
+    let url = format!("{}/studies", gw.dicomweb_url());
+    let response = client.get(&url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(response.status(), 204, "configured read token works");
+    let response = client
+        .post(&url)
+        .bearer_auth(token)
+        .header("content-type", gateway_e2e::stow_content_type("x"))
+        .body("--x--\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403, "read-only token cannot STOW");
+    let response = client
+        .get(&url)
+        .bearer_auth(format!("{token}x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+}

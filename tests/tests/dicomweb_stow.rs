@@ -396,3 +396,30 @@ async fn a_body_that_never_finishes_hits_the_deadline() {
         "the partial upload is cleaned up"
     );
 }
+
+#[tokio::test]
+async fn more_parts_than_allowed_is_413() {
+    let gw = TestGateway::start_with_config(base_config("").replace(
+        "body_timeout = \"20s\"",
+        "body_timeout = \"20s\"\nmax_parts = 2",
+    ));
+    let token = gw.create_token("demo", "write", "");
+    let files = part10(&small_ct(3, 38));
+    let parts: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|f| ("application/dicom", f.as_slice()))
+        .collect();
+    let (status, problem, _) = post(
+        &gw,
+        &token,
+        "/studies",
+        &stow_content_type(B),
+        multipart_related(B, &parts),
+    )
+    .await;
+    assert_eq!(status, 413, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("2 parts"),
+        "{problem}"
+    );
+}

@@ -21,6 +21,8 @@ pub enum DicomWebError {
     NotAcceptable(String),
     #[error("request body exceeds the {limit} byte limit")]
     PayloadTooLarge { limit: u64 },
+    #[error("request has more than the {limit} parts allowed")]
+    TooManyParts { limit: usize },
     #[error("request body was not received within {0:?}")]
     RequestTimeout(std::time::Duration),
     #[error("{0}")]
@@ -50,7 +52,9 @@ impl ResponseError for DicomWebError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge { .. } | Self::TooManyParts { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -77,7 +81,10 @@ impl ResponseError for DicomWebError {
                 HeaderValue::from_static("Bearer realm=\"dicomweb\""),
             ));
         }
-        if matches!(self, Self::RequestTimeout(_) | Self::PayloadTooLarge { .. }) {
+        if matches!(
+            self,
+            Self::RequestTimeout(_) | Self::PayloadTooLarge { .. } | Self::TooManyParts { .. }
+        ) {
             response.insert_header((header::CONNECTION, HeaderValue::from_static("close")));
         }
         response.body(body.to_string())

@@ -116,7 +116,9 @@ async fn stow(
         while let Some(field) = multipart.try_next().await.map_err(multipart_error(limit))? {
             part_number += 1;
             if part_number > state.config.max_parts {
-                return Err(DicomWebError::PayloadTooLarge { limit });
+                return Err(DicomWebError::TooManyParts {
+                    limit: state.config.max_parts,
+                });
             }
             outcomes.push(
                 receive_part(
