@@ -609,7 +609,7 @@ async fn compressed_frames_go_as_stored_or_decoded() {
 }
 
 #[tokio::test]
-async fn syntax_negotiation_never_transcodes() {
+async fn native_syntaxes_convert_to_explicit_le_on_request() {
     let gw = TestGateway::start("");
     let series = small_ct(2, 16);
     c_store_all(gw.dimse, "DEMO-SCU", IMPLICIT_LE, &series).await;
@@ -641,15 +641,65 @@ async fn syntax_negotiation_never_transcodes() {
             format!("application/dicom; transfer-syntax={IMPLICIT_LE}")
         );
     }
-    // PS3.18 8.7.3.4: no syntax named means Explicit VR Little Endian, which
-    // would need transcoding; so does naming it.
+    // PS3.18 8.7.3.4: no syntax named means Explicit VR Little Endian; an
+    // implicit VR instance is converted (same pixel values, new encoding).
     for accept in [
         r#"multipart/related; type="application/dicom""#.to_string(),
         format!(r#"multipart/related; type="application/dicom"; transfer-syntax={EXPLICIT_LE}"#),
-        "application/dicom".to_string(),
-        "text/html".to_string(),
     ] {
         let response = wado.get(&series_url, Some(&accept)).await;
+        assert_eq!(response.status(), 200, "{accept}");
+        let content_type = header(&response, "content-type");
+        let body = response.bytes().await.unwrap().to_vec();
+        let parts = multipart(&content_type, &body);
+        assert_eq!(parts.len(), 2, "{accept}");
+        for (headers, bytes) in &parts {
+            assert_eq!(
+                part_content_type(headers),
+                format!("application/dicom; transfer-syntax={EXPLICIT_LE}")
+            );
+            let object = dicom_object::from_reader(&bytes[128..]).expect("converted part parses");
+            assert_eq!(
+                object.meta().transfer_syntax().trim_end_matches('\0'),
+                EXPLICIT_LE
+            );
+            let uid = object
+                .element(tags::SOP_INSTANCE_UID)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .trim_end_matches('\0')
+                .to_string();
+            let original = series
+                .iter()
+                .find(|i| i.sop_instance_uid == uid)
+                .expect("known instance");
+            assert_eq!(
+                object
+                    .element(tags::PIXEL_DATA)
+                    .unwrap()
+                    .to_bytes()
+                    .unwrap(),
+                original
+                    .dataset
+                    .element(tags::PIXEL_DATA)
+                    .unwrap()
+                    .to_bytes()
+                    .unwrap(),
+                "pixel values unchanged by the conversion"
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read_dir(gw.data_dir().join("tmp"))
+            .unwrap()
+            .count(),
+        0,
+        "converted copies are removed"
+    );
+    // A series is multipart only; other media types are not offered.
+    for accept in ["application/dicom", "text/html"] {
+        let response = wado.get(&series_url, Some(accept)).await;
         assert_eq!(response.status(), 406, "{accept}");
         assert_eq!(
             header(&response, "content-type"),

@@ -73,6 +73,25 @@ pub fn check_lengths(
     available: Option<u64>,
     encoding: Encoding,
 ) -> Result<(), String> {
+    walk(reader, available, encoding, true)
+}
+
+/// [`check_lengths`] over the whole data set, Pixel Data included: for code
+/// that reads a stored file in full (WADO-RS transcoding).
+pub fn check_lengths_to_end(
+    reader: impl Read,
+    available: Option<u64>,
+    encoding: Encoding,
+) -> Result<(), String> {
+    walk(reader, available, encoding, false)
+}
+
+fn walk(
+    reader: impl Read,
+    available: Option<u64>,
+    encoding: Encoding,
+    stop_at_pixel_data: bool,
+) -> Result<(), String> {
     let mut reader = Counting {
         inner: reader,
         consumed: 0,
@@ -89,7 +108,7 @@ pub fn check_lengths(
             u16_of(&tag_bytes[0..2], encoding),
             u16_of(&tag_bytes[2..4], encoding),
         );
-        if tag == PIXEL_DATA {
+        if tag == PIXEL_DATA && stop_at_pixel_data {
             return Ok(());
         }
         let (vr, length) = if tag.group() == ITEM_GROUP {

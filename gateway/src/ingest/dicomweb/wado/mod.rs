@@ -29,6 +29,7 @@ mod part10;
 mod pixels;
 mod rendered;
 mod retrieve;
+mod transcode;
 mod transfer_syntax;
 
 use std::path::{Component, Path, PathBuf};
