@@ -21,6 +21,7 @@ pub mod config;
 pub mod infer;
 pub mod ingest;
 pub mod models;
+pub mod pixels;
 pub mod sites;
 pub mod store;
 pub mod telemetry;
