@@ -233,11 +233,28 @@ impl TestGateway {
     }
 
     /// The value of one metric sample line (exact label set), or 0.
+    ///
+    /// Metrics are updated just after the event a test observes (a peer
+    /// sees its rejection or its closed socket before the counter moves),
+    /// so this waits, up to 5 s, for a non-zero value that holds still
+    /// across two reads.
     pub fn metric(&self, name_and_labels: &str) -> f64 {
-        self.metrics_text()
-            .lines()
-            .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
-            .unwrap_or(0.0)
+        let read = || {
+            self.metrics_text()
+                .lines()
+                .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut last = read();
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = read();
+            if (now != 0.0 && now == last) || Instant::now() > deadline {
+                return now;
+            }
+            last = now;
+        }
     }
 
     /// Arguments for dcmtk tools: `-aet AE -aec GATEWAY 127.0.0.1 PORT`.
