@@ -192,12 +192,15 @@ async fn sigterm_lets_an_open_association_finish_its_work() {
 
     let pid = nix::unistd::Pid::from_raw(gw.pid().unwrap() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    // No new associations...
-    assert!(
-        !echo(&gw, "DEMO-SCU", "GATEWAY", &[]).status.success(),
-        "listener should be closed"
-    );
+    // No new associations (once the signal has been handled)...
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while echo(&gw, "DEMO-SCU", "GATEWAY", &[]).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "listener should be closed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     // ...but the open one still stores, durably.
     for inst in &series[1..] {
         assert_eq!(client.store(inst).await.unwrap().status, 0);
