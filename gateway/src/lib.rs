@@ -14,14 +14,18 @@
 //! `app` wires it all and runs it. See ARCHITECTURE.md for the full map.
 
 pub mod app;
+pub mod assemble;
 pub mod audit;
 pub mod auth;
 pub mod certs;
 pub mod config;
+pub mod egress;
 pub mod infer;
 pub mod ingest;
 pub mod models;
 pub mod pixels;
+pub mod results;
+pub mod route;
 pub mod sites;
 pub mod store;
 pub mod telemetry;

@@ -118,6 +118,12 @@ impl Metrics {
         }
     }
 
+    /// The registry, for stages that keep their metric families beside
+    /// their code (`egress`, `route`, …) and register them here.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The text exposition format, for `GET /metrics`.
     pub fn render(&self) -> String {
         let mut out = Vec::new();

@@ -1,0 +1,2 @@
+//! Results, after `infer`: what a model found, written as DICOM objects
+//! (Comprehensive SR) and as a JSON summary.
