@@ -22,6 +22,7 @@ pub mod config;
 pub mod egress;
 pub mod infer;
 pub mod ingest;
+pub mod jobs;
 pub mod models;
 pub mod pixels;
 pub mod results;

@@ -34,6 +34,34 @@ enum Command {
     /// The model repository: list versions, verify files against manifests.
     #[command(subcommand)]
     Models(dicom_gateway::models::cli::ModelsCommand),
+    /// Routing rules: which routes files take, and why.
+    #[command(subcommand)]
+    Routes(RoutesCommand),
+}
+
+#[derive(Subcommand)]
+enum RoutesCommand {
+    /// Print which routes each DICOM file would take, and why (or why not).
+    Test {
+        /// Configuration whose routes file to use (embedded rules without one).
+        #[arg(long, env = "DICOM_GATEWAY_CONFIG")]
+        config: Option<PathBuf>,
+        /// A routes file to test instead of the configured one.
+        #[arg(long)]
+        routes: Option<PathBuf>,
+        /// The sending site to assume.
+        #[arg(long, default_value = "demo")]
+        site: String,
+        /// The calling AE title to assume.
+        #[arg(long, default_value = "DEMO-SCU")]
+        calling_ae: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// DICOM Part 10 files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -161,6 +189,7 @@ fn main() -> ExitCode {
         }
         Command::Tokens(command) => tokens_command(command),
         Command::Models(command) => command.run(),
+        Command::Routes(command) => routes_command(command),
         Command::CheckConfig(args) => match args.load() {
             Ok(config) => {
                 println!("# configuration is valid\n{}", config.to_toml());
@@ -198,6 +227,53 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn routes_command(command: RoutesCommand) -> ExitCode {
+    use dicom_gateway::route::{RouteTable, test_files};
+    let RoutesCommand::Test {
+        config,
+        routes,
+        site,
+        calling_ae,
+        json,
+        files,
+    } = command;
+    let routes_file = match routes {
+        Some(file) => Some(file),
+        None => match config::load(config.as_deref(), &CliOverrides::default()) {
+            Ok(config) => config.pipeline.routes_file,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
+        },
+    };
+    let table = match routes_file {
+        None => RouteTable::embedded_default(),
+        Some(file) => {
+            let parsed = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))
+                .and_then(|text| RouteTable::from_toml(&text).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(table) => table,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(EXIT_BAD_CONFIG);
+                }
+            }
+        }
+    };
+    match test_files(&table, &files, &site, &calling_ae, json) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

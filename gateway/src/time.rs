@@ -14,3 +14,12 @@ pub fn unix_nanos() -> u128 {
         .map(|d| d.as_nanos())
         .unwrap_or(0)
 }
+
+/// Milliseconds since the Unix epoch: what the pipeline tables store, so
+/// times survive a restart (unlike `Instant`).
+pub fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -7,6 +7,7 @@
 //! pass instead of one error per restart.
 
 mod env;
+mod pipeline;
 mod raw;
 mod validate;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 pub use env::ENV_PREFIX;
+pub use pipeline::{PipelineConfig, RawPipeline};
 pub use raw::RawConfig;
 
 /// The configuration compiled into the binary; `serve` with no flags runs on it.
@@ -35,6 +37,8 @@ pub struct GatewayConfig {
     pub metrics: MetricsConfig,
     pub logging: LoggingConfig,
     pub sites: Vec<SiteConfig>,
+    /// Models, routes, assembly and inference jobs.
+    pub pipeline: PipelineConfig,
     /// The raw form after overrides, for `check-config` to print.
     pub effective: RawConfig,
 }

@@ -18,6 +18,7 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     pub logging: RawLogging,
     pub sites: Vec<RawSite>,
+    pub pipeline: super::pipeline::RawPipeline,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -17,10 +17,10 @@ use super::{
 /// PS3.8 allows up to 2^32-1; we cap well below so a PDU always fits memory.
 const MAX_PDU_RANGE: std::ops::RangeInclusive<u32> = 4096..=4 * 1024 * 1024;
 
-struct Problems(Vec<String>);
+pub(super) struct Problems(pub(super) Vec<String>);
 
 impl Problems {
-    fn push(&mut self, problem: String) {
+    pub(super) fn push(&mut self, problem: String) {
         self.0.push(problem);
     }
 
@@ -31,7 +31,7 @@ impl Problems {
         })
     }
 
-    fn duration(&mut self, key: &str, value: &str) -> Duration {
+    pub(super) fn duration(&mut self, key: &str, value: &str) -> Duration {
         match humantime::parse_duration(value) {
             Ok(d) if !d.is_zero() => d,
             Ok(_) => {
@@ -198,6 +198,7 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> Result<GatewayConf
     }
 
     let sites = validate_sites(&raw, &mut p);
+    let pipeline = super::pipeline::validate_pipeline(&raw.pipeline, &mut p);
 
     if p.0.is_empty() {
         Ok(GatewayConfig {
@@ -215,6 +216,7 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> Result<GatewayConf
                 level: raw.logging.level.clone(),
             },
             sites,
+            pipeline,
             effective,
         })
     } else {

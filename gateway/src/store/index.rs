@@ -113,6 +113,8 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     crate::audit::create_schema(&conn)?;
     crate::auth::create_schema(&conn)?;
+    crate::assemble::create_schema(&conn)?;
+    crate::jobs::queue::create_schema(&conn)?;
     Ok(conn)
 }
 

@@ -10,6 +10,7 @@
 
 mod attributes;
 mod committer;
+mod generated;
 pub mod index;
 mod layout;
 pub mod length_guard;
@@ -27,6 +28,7 @@ use dicom_object::{FileMetaTable, OpenFileOptions};
 use tokio::sync::{mpsc, oneshot};
 
 pub use attributes::IndexedAttributes;
+pub use generated::GENERATED_PROTOCOL;
 pub use index::IndexRow;
 pub use layout::Layout;
 pub use reader::IndexReader;

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// HTTP request latency by method and route pattern.
     pub http_request_seconds: HistogramVec,
+    /// Assembly, routing, jobs, engines and results.
+    pub pipeline: super::pipeline::PipelineMetrics,
 }
 
 impl Metrics {
@@ -114,6 +116,7 @@ impl Metrics {
                     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                 ],
             ),
+            pipeline: super::pipeline::PipelineMetrics::register(&registry),
             registry,
         }
     }

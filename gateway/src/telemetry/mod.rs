@@ -6,9 +6,11 @@
 
 mod metrics;
 mod metrics_http;
+mod pipeline;
 
 pub use metrics::{Metrics, modality_label};
 pub use metrics_http::serve_metrics;
+pub use pipeline::PipelineMetrics;
 
 use crate::config::LoggingConfig;
 

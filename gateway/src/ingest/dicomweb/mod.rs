@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod error;
 pub mod qido;
+pub mod results_api;
 pub mod stow;
 pub mod tls;
 pub mod wado;
@@ -34,6 +35,9 @@ pub struct DicomwebState {
     pub store: Store,
     pub index: IndexReader,
     pub metrics: Metrics,
+    /// The model repository, for the results API (model intended use and
+    /// limitations); `None` when the pipeline is off.
+    pub models: Option<std::sync::Arc<crate::models::ModelRepository>>,
 }
 
 /// Binds the DICOMweb listener and returns the bound address and server.
@@ -53,6 +57,7 @@ pub fn serve_dicomweb(
             .wrap(from_fn(observe))
             .route("/health/live", web::get().to(live))
             .route("/health/ready", web::get().to(ready))
+            .configure(results_api::register)
             .service(
                 web::scope(BASE_PATH)
                     .configure(stow::register)

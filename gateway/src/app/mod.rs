@@ -1,5 +1,7 @@
 //! Wires the stages together and runs them until shutdown.
 
+mod pipeline;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +44,13 @@ pub async fn run(config: GatewayConfig, shutdown: impl Future<Output = ()>) -> a
         tracing::info!(instances = report.indexed_instances, "store opened");
     }
 
+    let pipeline = if config.pipeline.enabled {
+        Some(pipeline::start(&config, &store, &metrics).await?)
+    } else {
+        tracing::info!("pipeline disabled: instances are stored and served only");
+        None
+    };
+
     let dimse_listener = tokio::net::TcpListener::bind(config.dimse.listen)
         .await
         .with_context(|| format!("cannot listen for DIMSE on {}", config.dimse.listen))?;
@@ -57,6 +66,7 @@ pub async fn run(config: GatewayConfig, shutdown: impl Future<Output = ()>) -> a
             store: store.clone(),
             index: store.reader(),
             metrics: metrics.clone(),
+            models: pipeline.as_ref().map(|p| Arc::clone(&p.repository)),
         };
         let (addr, server) = serve_dicomweb(state)
             .with_context(|| format!("cannot start DICOMweb on {}", config.dicomweb.listen))?;
@@ -91,6 +101,9 @@ pub async fn run(config: GatewayConfig, shutdown: impl Future<Output = ()>) -> a
         metrics,
     });
     run_listener(dimse_listener, ctx, shutdown, config.shutdown_grace).await;
+    if let Some(pipeline) = pipeline {
+        pipeline.stop(config.shutdown_grace).await;
+    }
 
     if let Some(handle) = http_handle {
         // Let in-flight HTTP requests (a STOW upload) finish, within the grace period.

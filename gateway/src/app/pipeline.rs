@@ -1,0 +1,141 @@
+//! Starts the inference pipeline: model repository, live routes, job
+//! runners and the assembler, and stops them in order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+
+use crate::assemble::{Assembler, AssemblerStop, AssemblyConfig};
+use crate::config::GatewayConfig;
+use crate::jobs::{JobRunner, JobsNotifier, ModelCache, RunnerConfig};
+use crate::models::ModelRepository;
+use crate::route::{RouteTable, RoutesError, RoutesHandle};
+use crate::store::Store;
+use crate::telemetry::Metrics;
+
+/// The running pipeline.
+pub struct Pipeline {
+    pub repository: Arc<ModelRepository>,
+    shutdown: watch::Sender<bool>,
+    runners: Vec<tokio::task::JoinHandle<()>>,
+    assembler: Option<(AssemblerStop, std::thread::JoinHandle<()>)>,
+    watcher: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// How often the assembler looks for ready series: a fraction of the
+/// stable time, so a series is dispatched soon after it becomes ready.
+fn poll_interval(stable_time: Duration) -> Duration {
+    (stable_time / 4).clamp(Duration::from_millis(20), Duration::from_secs(1))
+}
+
+pub async fn start(
+    config: &GatewayConfig,
+    store: &Store,
+    metrics: &Metrics,
+) -> anyhow::Result<Pipeline> {
+    let settings = &config.pipeline;
+    let repository = Arc::new(
+        ModelRepository::open(&settings.models_dir).with_context(|| {
+            format!(
+                "cannot open the model repository {}",
+                settings.models_dir.display()
+            )
+        })?,
+    );
+    for invalid in repository.invalid() {
+        tracing::warn!(dir = %invalid.dir.display(), problems = ?invalid.problems, "model version skipped");
+    }
+
+    let known = Arc::clone(&repository);
+    let validator = Arc::new(move |table: &RouteTable| -> Result<(), RoutesError> {
+        table.check(
+            &|id| known.get(&id.name, id.version).is_some(),
+            &[] as &[String],
+        )
+    });
+    let routes = RoutesHandle::load(settings.routes_file.clone(), validator, metrics.registry())
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("cannot load the routes")?;
+    let watcher = settings
+        .routes_file
+        .is_some()
+        .then(|| routes.spawn_watcher(settings.routes_reload_interval));
+
+    let models = Arc::new(ModelCache::new(
+        Arc::clone(&repository),
+        settings.engine.clone(),
+    ));
+    // Load every routed model now: a broken one shows at start, and the
+    // first series does not wait for a load.
+    for route in routes.current().routes() {
+        if let Err(e) = models.get(&route.model).await {
+            tracing::error!(route = %route.name, model = %route.model, error = %e, "model cannot serve; its jobs will fail");
+        }
+    }
+
+    let notifier = JobsNotifier::default();
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let runner = JobRunner::new(
+        RunnerConfig {
+            workers: settings.workers,
+            uid_root: settings.uid_root.clone(),
+            ae_title: config.ae_title.clone(),
+            max_attempts: settings.max_attempts,
+            retry_delay: settings.retry_delay,
+            poll_interval: Duration::from_secs(1),
+        },
+        store.clone(),
+        models,
+        None,
+        metrics.clone(),
+        notifier.clone(),
+    );
+    let runners = runner
+        .spawn(shutdown_rx)
+        .await
+        .context("cannot start the job runners")?;
+
+    let conn = crate::store::index::open(&store.layout().index_path())
+        .context("cannot open the index for assembly")?;
+    let assembler = Assembler {
+        conn,
+        config: AssemblyConfig {
+            stable_time: settings.stable_time,
+            poll_interval: poll_interval(settings.stable_time),
+        },
+        routes,
+        jobs: notifier,
+        metrics: metrics.clone(),
+    }
+    .spawn()
+    .context("cannot start the assembler")?;
+
+    Ok(Pipeline {
+        repository,
+        shutdown,
+        runners,
+        assembler: Some(assembler),
+        watcher,
+    })
+}
+
+impl Pipeline {
+    /// Stops taking new work; jobs in progress get up to `grace` to finish
+    /// (a job cut short runs again at the next start).
+    pub async fn stop(mut self, grace: Duration) {
+        if let Some((stop, thread)) = self.assembler.take() {
+            stop.stop();
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        let _ = self.shutdown.send(true);
+        let runners = futures::future::join_all(self.runners.drain(..));
+        if tokio::time::timeout(grace, runners).await.is_err() {
+            tracing::warn!("jobs still running at shutdown will run again at the next start");
+        }
+        if let Some(watcher) = self.watcher.take() {
+            watcher.abort();
+        }
+    }
+}

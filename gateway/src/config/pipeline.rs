@@ -1,0 +1,96 @@
+//! The `[pipeline]` section: models, routes, assembly and job runners.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::validate::Problems;
+use crate::infer::EngineConfig;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawPipeline {
+    pub enabled: bool,
+    pub models_dir: String,
+    /// Empty: the routes compiled into the binary (`config/routes.toml`).
+    pub routes_file: String,
+    pub routes_reload_interval: String,
+    pub stable_time: String,
+    pub workers: usize,
+    pub max_attempts: u32,
+    pub retry_delay: String,
+    pub uid_root: String,
+    pub engine: EngineConfig,
+}
+
+impl Default for RawPipeline {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            models_dir: "models".into(),
+            routes_file: String::new(),
+            routes_reload_interval: "2s".into(),
+            stable_time: "5s".into(),
+            workers: 2,
+            max_attempts: 3,
+            retry_delay: "5s".into(),
+            uid_root: crate::store::IMPLEMENTATION_CLASS_UID.into(),
+            engine: EngineConfig::onnx(),
+        }
+    }
+}
+
+/// The validated `[pipeline]` section.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub enabled: bool,
+    pub models_dir: PathBuf,
+    pub routes_file: Option<PathBuf>,
+    pub routes_reload_interval: Duration,
+    pub stable_time: Duration,
+    pub workers: usize,
+    pub max_attempts: u32,
+    pub retry_delay: Duration,
+    pub uid_root: String,
+    pub engine: EngineConfig,
+}
+
+/// Longest UID root that leaves room for the derived part of result UIDs.
+const MAX_UID_ROOT: usize = 45;
+
+pub(super) fn validate_pipeline(raw: &RawPipeline, p: &mut Problems) -> PipelineConfig {
+    if raw.workers == 0 {
+        p.push("pipeline.workers: must be at least 1".into());
+    }
+    if raw.max_attempts == 0 {
+        p.push("pipeline.max_attempts: must be at least 1".into());
+    }
+    if raw.models_dir.trim().is_empty() {
+        p.push("pipeline.models_dir: must not be empty".into());
+    }
+    let root = raw.uid_root.trim();
+    if let Err(e) = crate::store::uid::validate_uid(root) {
+        p.push(format!("pipeline.uid_root: `{root}` is not a valid UID: {e}"));
+    } else if root.len() > MAX_UID_ROOT {
+        p.push(format!(
+            "pipeline.uid_root: {} characters; at most {MAX_UID_ROOT}, so result UIDs fit in 64",
+            root.len()
+        ));
+    }
+    PipelineConfig {
+        enabled: raw.enabled,
+        models_dir: PathBuf::from(&raw.models_dir),
+        routes_file: (!raw.routes_file.trim().is_empty()).then(|| PathBuf::from(&raw.routes_file)),
+        routes_reload_interval: p.duration(
+            "pipeline.routes_reload_interval",
+            &raw.routes_reload_interval,
+        ),
+        stable_time: p.duration("pipeline.stable_time", &raw.stable_time),
+        workers: raw.workers.max(1),
+        max_attempts: raw.max_attempts.max(1),
+        retry_delay: p.duration("pipeline.retry_delay", &raw.retry_delay),
+        uid_root: root.to_string(),
+        engine: raw.engine.clone(),
+    }
+}

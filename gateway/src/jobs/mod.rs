@@ -1,0 +1,34 @@
+//! Inference jobs, between `assemble` (which queues them) and `results`:
+//! a runner claims a job from the durable queue, builds the input tensors
+//! (`pixels`), runs the route's model (`infer`), writes a Comprehensive SR
+//! (`results::sr`), stores it through the `store`, and queues it for the
+//! route's destinations (`egress`).
+
+mod models;
+pub mod queue;
+mod runner;
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+pub use models::{ModelCache, ModelUnavailable};
+pub use queue::{Job, JobRecord, NewJob};
+pub use runner::{JobRunner, RunnerConfig};
+
+/// Wakes idle runners when the assembler has queued new jobs.
+#[derive(Clone, Default)]
+pub struct JobsNotifier(Arc<Notify>);
+
+impl JobsNotifier {
+    pub fn wake(&self) {
+        self.0.notify_waiters();
+        // A runner between its empty claim and its wait would miss
+        // `notify_waiters`; one stored permit covers it.
+        self.0.notify_one();
+    }
+
+    pub async fn woken(&self) {
+        self.0.notified().await
+    }
+}

@@ -1,0 +1,321 @@
+//! The durable job queue: one row per (series or instance, model version),
+//! in the index database.
+//!
+//! Jobs are inserted by the assembler in the same transaction that marks a
+//! series dispatched, claimed by runners (`queued` → `running`), and end
+//! `done` or `failed`. A job left `running` by a crash is queued again at
+//! start-up; the runner makes re-running it harmless (the result's UID is
+//! derived from the job's key, and a stored result is not made twice).
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use serde::Serialize;
+
+use crate::models::ModelId;
+use crate::route::Level;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS jobs (
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    level               TEXT NOT NULL,
+    study_instance_uid  TEXT NOT NULL,
+    series_instance_uid TEXT NOT NULL,
+    -- '' for a series-level job, so the unique key below works
+    sop_instance_uid    TEXT NOT NULL,
+    site                TEXT NOT NULL,
+    modality            TEXT NOT NULL,
+    route               TEXT NOT NULL,
+    model               TEXT NOT NULL,
+    version             TEXT NOT NULL,
+    destinations        TEXT NOT NULL,
+    state               TEXT NOT NULL,
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    not_before_ms       INTEGER NOT NULL DEFAULT 0,
+    ready_after_ms      INTEGER NOT NULL,
+    created_at          TEXT NOT NULL,
+    updated_at          TEXT NOT NULL,
+    engine              TEXT,
+    model_sha256        TEXT,
+    step                TEXT,
+    findings            TEXT,
+    result_series_uid   TEXT,
+    result_sop_uid      TEXT,
+    error_kind          TEXT,
+    error               TEXT,
+    UNIQUE (series_instance_uid, sop_instance_uid, model, version)
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, not_before_ms, id);
+CREATE INDEX IF NOT EXISTS jobs_study ON jobs (study_instance_uid);
+"#;
+
+pub fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(SCHEMA)
+}
+
+/// A job as the assembler plans it.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub level: Level,
+    pub study_instance_uid: String,
+    pub series_instance_uid: String,
+    /// The instance, for instance-level routes.
+    pub sop_instance_uid: Option<String>,
+    pub site: String,
+    /// A bounded label (see `telemetry::modality_label`).
+    pub modality: String,
+    pub route: String,
+    pub model: ModelId,
+    pub destinations: Vec<String>,
+    /// When the series' last instance arrived (Unix ms), for end-to-end latency.
+    pub ready_after_ms: i64,
+}
+
+/// A claimed job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub level: Level,
+    pub study_instance_uid: String,
+    pub series_instance_uid: String,
+    pub sop_instance_uid: Option<String>,
+    pub site: String,
+    pub modality: String,
+    pub route: String,
+    pub model: ModelId,
+    pub destinations: Vec<String>,
+    /// Including the current one.
+    pub attempts: u32,
+    pub ready_after_ms: i64,
+}
+
+impl Job {
+    /// What identifies the job's work: the same key always yields the same
+    /// result UID, which is what makes a re-run after a crash harmless.
+    pub fn key(&self) -> [String; 4] {
+        [
+            self.series_instance_uid.clone(),
+            self.sop_instance_uid.clone().unwrap_or_default(),
+            self.model.to_string(),
+            self.route.clone(),
+        ]
+    }
+}
+
+/// How a job ended, recorded on its row.
+#[derive(Debug, Clone)]
+pub struct JobCompletion {
+    pub engine: String,
+    pub model_sha256: String,
+    pub step: String,
+    pub findings: serde_json::Value,
+    pub result_series_uid: String,
+    pub result_sop_uid: String,
+}
+
+/// Inserts jobs that do not exist yet; returns how many were new.
+pub fn insert_jobs(tx: &Transaction<'_>, jobs: &[NewJob]) -> rusqlite::Result<usize> {
+    let now = crate::time::now_rfc3339();
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO jobs
+            (level, study_instance_uid, series_instance_uid, sop_instance_uid, site, modality,
+             route, model, version, destinations, state, ready_after_ms, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued', ?11, ?12, ?12)",
+    )?;
+    let mut created = 0;
+    for job in jobs {
+        let destinations =
+            serde_json::to_string(&job.destinations).unwrap_or_else(|_| "[]".to_string());
+        created += stmt.execute(params![
+            job.level.as_str(),
+            job.study_instance_uid,
+            job.series_instance_uid,
+            job.sop_instance_uid.as_deref().unwrap_or(""),
+            job.site,
+            job.modality,
+            job.route,
+            job.model.name,
+            job.model.version.to_string(),
+            destinations,
+            job.ready_after_ms,
+            now,
+        ])?;
+    }
+    Ok(created)
+}
+
+/// Jobs a crash left `running` go back to the queue.
+pub fn requeue_interrupted(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE jobs SET state = 'queued', updated_at = ?1 WHERE state = 'running'",
+        params![crate::time::now_rfc3339()],
+    )
+}
+
+/// Takes the oldest due job, marking it running.
+pub fn claim(conn: &Connection, now_ms: i64) -> rusqlite::Result<Option<Job>> {
+    conn.query_row(
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = ?2
+         WHERE id = (SELECT id FROM jobs WHERE state = 'queued' AND not_before_ms <= ?1
+                     ORDER BY not_before_ms, id LIMIT 1)
+         RETURNING id, level, study_instance_uid, series_instance_uid, sop_instance_uid, site,
+                   modality, route, model, version, destinations, attempts, ready_after_ms",
+        params![now_ms, crate::time::now_rfc3339()],
+        job_from_row,
+    )
+    .optional()
+}
+
+fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+    let level: String = r.get(1)?;
+    let sop: String = r.get(4)?;
+    let version: String = r.get(9)?;
+    let destinations: String = r.get(10)?;
+    let bad = |what: String| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            Box::new(std::io::Error::other(what)),
+        )
+    };
+    Ok(Job {
+        id: r.get(0)?,
+        level: match level.as_str() {
+            "series" => Level::Series,
+            "instance" => Level::Instance,
+            other => return Err(bad(format!("job level `{other}`"))),
+        },
+        study_instance_uid: r.get(2)?,
+        series_instance_uid: r.get(3)?,
+        sop_instance_uid: (!sop.is_empty()).then_some(sop),
+        site: r.get(5)?,
+        modality: r.get(6)?,
+        route: r.get(7)?,
+        model: ModelId {
+            name: r.get(8)?,
+            version: version.parse().map_err(bad)?,
+        },
+        destinations: serde_json::from_str(&destinations).map_err(|e| bad(e.to_string()))?,
+        attempts: r.get(11)?,
+        ready_after_ms: r.get(12)?,
+    })
+}
+
+pub fn complete(tx: &Transaction<'_>, id: i64, done: &JobCompletion) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE jobs SET state = 'done', updated_at = ?2, engine = ?3, model_sha256 = ?4,
+             step = ?5, findings = ?6, result_series_uid = ?7, result_sop_uid = ?8,
+             error_kind = NULL, error = NULL
+         WHERE id = ?1",
+        params![
+            id,
+            crate::time::now_rfc3339(),
+            done.engine,
+            done.model_sha256,
+            done.step,
+            done.findings.to_string(),
+            done.result_series_uid,
+            done.result_sop_uid
+        ],
+    )?;
+    Ok(())
+}
+
+/// Records a failure: `retry_at_ms` queues the job again, `None` ends it.
+pub fn fail(
+    conn: &Connection,
+    id: i64,
+    kind: &str,
+    error: &str,
+    retry_at_ms: Option<i64>,
+) -> rusqlite::Result<()> {
+    let (state, not_before) = match retry_at_ms {
+        Some(at) => ("queued", at),
+        None => ("failed", 0),
+    };
+    conn.execute(
+        "UPDATE jobs SET state = ?2, not_before_ms = ?3, error_kind = ?4, error = ?5, updated_at = ?6
+         WHERE id = ?1",
+        params![id, state, not_before, kind, error, crate::time::now_rfc3339()],
+    )?;
+    Ok(())
+}
+
+/// A job as the results API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobRecord {
+    pub id: i64,
+    pub level: String,
+    pub series_instance_uid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sop_instance_uid: Option<String>,
+    pub site: String,
+    pub route: String,
+    pub model: String,
+    pub version: String,
+    pub state: String,
+    pub attempts: i64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub engine: Option<String>,
+    pub model_sha256: Option<String>,
+    pub step: Option<String>,
+    pub findings: Option<serde_json::Value>,
+    pub result_series_uid: Option<String>,
+    pub result_sop_uid: Option<String>,
+    pub error_kind: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The jobs of one study, limited to the given sites (`None`: all).
+pub fn jobs_of_study(
+    conn: &Connection,
+    study_instance_uid: &str,
+    sites: Option<&[String]>,
+) -> rusqlite::Result<Vec<JobRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, level, series_instance_uid, sop_instance_uid, site, route, model, version,
+                state, attempts, created_at, updated_at, engine, model_sha256, step, findings,
+                result_series_uid, result_sop_uid, error_kind, error
+         FROM jobs WHERE study_instance_uid = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![study_instance_uid], |r| {
+        let sop: String = r.get(3)?;
+        let findings: Option<String> = r.get(15)?;
+        Ok(JobRecord {
+            id: r.get(0)?,
+            level: r.get(1)?,
+            series_instance_uid: r.get(2)?,
+            sop_instance_uid: (!sop.is_empty()).then_some(sop),
+            site: r.get(4)?,
+            route: r.get(5)?,
+            model: r.get(6)?,
+            version: r.get(7)?,
+            state: r.get(8)?,
+            attempts: r.get(9)?,
+            created_at: r.get(10)?,
+            updated_at: r.get(11)?,
+            engine: r.get(12)?,
+            model_sha256: r.get(13)?,
+            step: r.get(14)?,
+            findings: findings.and_then(|f| serde_json::from_str(&f).ok()),
+            result_series_uid: r.get(16)?,
+            result_sop_uid: r.get(17)?,
+            error_kind: r.get(18)?,
+            error: r.get(19)?,
+        })
+    })?;
+    let all: Vec<JobRecord> = rows.collect::<rusqlite::Result<_>>()?;
+    Ok(match sites {
+        None => all,
+        Some(sites) => all
+            .into_iter()
+            .filter(|j| sites.iter().any(|s| s == &j.site))
+            .collect(),
+    })
+}
+
+/// Jobs by state, for the queue-depth gauge.
+pub fn counts(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+    let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
