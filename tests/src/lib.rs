@@ -48,14 +48,32 @@ listen = "127.0.0.1:0"
 [logging]
 level = "info"
 
+[pipeline]
+enabled = false
+models_dir = "{models}"
+stable_time = "300ms"
+retry_delay = "200ms"
+
 [[sites]]
 name = "demo"
 ae_titles = ["DEMO-SCU"]
 allowed_peers = ["127.0.0.0/8", "::1/128"]
 
 {extra}
-"#
+"#,
+        models = repo_models_dir().display()
     )
+}
+
+/// [`base_config`] with the inference pipeline on (embedded routes, the
+/// repository's demo models, a 300 ms series stable time).
+pub fn pipeline_config(extra: &str) -> String {
+    base_config(extra).replace("[pipeline]\nenabled = false", "[pipeline]\nenabled = true")
+}
+
+/// The repository's `models/` folder (demo models).
+pub fn repo_models_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
 }
 
 /// A running gateway process in its own temp directory.
@@ -323,6 +341,43 @@ impl TestGateway {
             .tls_certs_only([ca])
             .build()
             .expect("https client")
+    }
+
+    /// `GET /api/v1/studies/{study}/results` until at least `jobs` results
+    /// are listed and none is still queued or running; panics after `timeout`.
+    pub async fn wait_for_results(
+        &self,
+        token: &str,
+        study: &str,
+        jobs: usize,
+        timeout: Duration,
+    ) -> Vec<serde_json::Value> {
+        let client = self.https_client();
+        let url = format!("{}/api/v1/studies/{study}/results", self.http_base());
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        loop {
+            let response = client.get(&url).bearer_auth(token).send().await;
+            if let Ok(response) = response
+                && response.status().is_success()
+            {
+                let body: serde_json::Value = response.json().await.expect("results JSON");
+                let results = body["results"].as_array().cloned().unwrap_or_default();
+                let finished = results
+                    .iter()
+                    .all(|r| matches!(r["state"].as_str(), Some("done" | "failed")));
+                if results.len() >= jobs && finished {
+                    return results;
+                }
+                last = body.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {jobs} finished results for the study in {timeout:?}; last answer: {last}\nlog:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub fn pid(&self) -> Option<u32> {

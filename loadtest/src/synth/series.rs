@@ -204,7 +204,7 @@ fn draw_lesion(rng: &mut ChaCha8Rng, spec: &SeriesSpec) -> Option<Lesion> {
     );
     let radius = rng.random_range(0.015..0.03f32);
     let hounsfield = rng.random_range(60..=80);
-    (spec.modality == SynthModality::Ct && n > 0).then(|| Lesion {
+    (spec.modality == SynthModality::Ct && n > 0 && spec.hyperdense_lesion).then(|| Lesion {
         slices: center.saturating_sub(half_width)..(center + half_width + 1).min(n),
         offset,
         radius,

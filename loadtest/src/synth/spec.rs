@@ -106,6 +106,10 @@ pub struct SeriesSpec {
     pub patient_id: String,
     /// Put the series into this study; `None` derives a study UID from the seed.
     pub study_instance_uid: Option<String>,
+    /// CT only: draw a hyperdense (bleed-like) blob on some slices. Off,
+    /// the series is a normal head (same UIDs: the blob is still drawn from
+    /// the RNG, just not painted).
+    pub hyperdense_lesion: bool,
 }
 
 /// Institution used by every preset; routing tests override it per site.
@@ -217,6 +221,7 @@ impl SeriesSpec {
             patient_name: "SYNTHETIC^PATIENT".to_string(),
             patient_id: format!("SYN{:08}", seed % 100_000_000),
             study_instance_uid: None,
+            hyperdense_lesion: true,
         }
     }
 }
