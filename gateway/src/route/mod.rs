@@ -1,27 +1,60 @@
 //! Routing by protocol, between `assemble` and `infer`: ordered rules on
 //! DICOM attributes pick the routes (models and destinations) of a series.
-// STUB-MERGE: replaced by the route branch.
-use std::sync::Arc;
-use crate::models::ModelId;
-use crate::store::IndexedAttributes;
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level { Series, Instance }
-impl Level { pub fn as_str(self) -> &'static str { match self { Level::Series => "series", Level::Instance => "instance" } } }
-#[derive(Debug, Clone)]
-pub struct Route { pub name: String, pub model: ModelId, pub level: Level, pub destinations: Vec<String>, pub enabled: bool }
-pub struct RouteTable { routes: Vec<Route> }
-impl RouteTable { pub fn check(&self, _m: &dyn Fn(&ModelId) -> bool, _d: &[String]) -> Result<(), RoutesError> { Ok(()) } pub fn routes(&self) -> &[Route] { &self.routes } pub fn embedded_default() -> RouteTable { RouteTable { routes: vec![] } } }
-#[derive(Debug, thiserror::Error)] #[error("routes")] pub struct RoutesError(pub Vec<String>);
-pub struct RoutingInput<'a> { pub attributes: &'a IndexedAttributes, pub site: &'a str, pub calling_ae: &'a str }
-pub struct RouteMatch { pub route: Route, pub reasons: Vec<String> }
-pub struct RouteMiss { pub route: String, pub reason: String }
-pub struct RoutingDecision { pub matched: Vec<RouteMatch>, pub not_matched: Vec<RouteMiss> }
-pub fn test_files(_t: &RouteTable, _f: &[std::path::PathBuf], _s: &str, _c: &str, _j: bool) -> Result<String, RoutesError> { Ok(String::new()) }
-impl RouteTable { pub fn from_toml(_t: &str) -> Result<RouteTable, RoutesError> { Ok(RouteTable::embedded_default()) } }
-pub fn evaluate(_t: &RouteTable, _i: &RoutingInput<'_>) -> RoutingDecision { RoutingDecision { matched: vec![], not_matched: vec![] } }
-#[derive(Clone)] pub struct RoutesHandle(Arc<RouteTable>);
-impl RoutesHandle {
-  pub fn load(_p: Option<std::path::PathBuf>, _v: Arc<dyn Fn(&RouteTable) -> Result<(), RoutesError> + Send + Sync>, _r: &prometheus::Registry) -> Result<RoutesHandle, RoutesError> { Ok(RoutesHandle(Arc::new(RouteTable::embedded_default()))) }
-  pub fn current(&self) -> Arc<RouteTable> { self.0.clone() }
-  pub fn spawn_watcher(&self, _i: std::time::Duration) -> tokio::task::JoinHandle<()> { tokio::spawn(async {}) }
+//!
+//! - [`RouteTable`] (`table.rs`): `routes.toml` parsed and validated, every
+//!   problem reported at once; [`RouteTable::check`] cross-checks it against
+//!   the deployed models and egress destinations.
+//! - `matcher.rs`: one condition per attribute, case-insensitive globs or a
+//!   regex, compiled once at load.
+//! - [`evaluate`] (`evaluate.rs`): the pure decision for one series or
+//!   instance, with a readable reason for every route taken or not.
+//! - [`RoutesHandle`] (`reload.rs`): the live table, reloaded from the file
+//!   without a restart; a bad file keeps the last good table.
+//! - [`test_files`] (`cli.rs`): `dicom-gateway routes test FILE.dcm…`.
+//!
+//! A series may take several routes (fan-out); a series that takes none is
+//! stored only.
+
+mod cli;
+mod evaluate;
+mod matcher;
+mod parse;
+mod reload;
+mod table;
+
+use std::path::PathBuf;
+
+pub use cli::test_files;
+pub use evaluate::{RouteMatch, RouteMiss, RoutingDecision, RoutingInput, evaluate};
+pub use matcher::Attribute;
+pub use reload::{ReloadOutcome, RoutesHandle, RoutesValidator};
+pub use table::{EMBEDDED_ROUTES_TOML, Level, Route, RouteTable};
+
+/// Everything that can go wrong with a routes file. All of it is the
+/// operator's to fix (the file or the deployment it names); none is worth
+/// retrying unchanged, and none is caused by a DICOM peer.
+#[derive(Debug, thiserror::Error)]
+pub enum RoutesError {
+    /// Every problem found in one routes file, one per line.
+    #[error("invalid routes ({} problem{}):\n  - {}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.join("\n  - "))]
+    Invalid(Vec<String>),
+    #[error("cannot read routes file {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot register route metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("cannot render the routing report as JSON: {0}")]
+    Render(#[from] serde_json::Error),
+}
+
+impl RoutesError {
+    /// The individual problems (one for a read or metrics failure).
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            RoutesError::Invalid(problems) => problems.clone(),
+            other => vec![other.to_string()],
+        }
+    }
 }
