@@ -67,6 +67,7 @@ pub async fn run(config: GatewayConfig, shutdown: impl Future<Output = ()>) -> a
             index: store.reader(),
             metrics: metrics.clone(),
             models: pipeline.as_ref().map(|p| Arc::clone(&p.repository)),
+            egress: pipeline.as_ref().map(|p| p.egress.clone()),
         };
         let (addr, server) = serve_dicomweb(state)
             .with_context(|| format!("cannot start DICOMweb on {}", config.dicomweb.listen))?;

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use crate::assemble::{Assembler, AssemblerStop, AssemblyConfig};
 use crate::config::GatewayConfig;
+use crate::egress::{DeliveryQueue, Egress, EgressHandle};
 use crate::jobs::{JobRunner, JobsNotifier, ModelCache, RunnerConfig};
 use crate::models::ModelRepository;
 use crate::route::{RouteTable, RoutesError, RoutesHandle};
@@ -18,6 +19,9 @@ use crate::telemetry::Metrics;
 /// The running pipeline.
 pub struct Pipeline {
     pub repository: Arc<ModelRepository>,
+    /// The forwarding queue, for the API (deliveries, dead letters).
+    pub egress: EgressHandle,
+    egress_task: Option<tokio::task::JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
     runners: Vec<tokio::task::JoinHandle<()>>,
     assembler: Option<(AssemblerStop, std::thread::JoinHandle<()>)>,
@@ -49,10 +53,12 @@ pub async fn start(
     }
 
     let known = Arc::clone(&repository);
+    let destination_names: Vec<String> =
+        config.destinations.iter().map(|d| d.name.clone()).collect();
     let validator = Arc::new(move |table: &RouteTable| -> Result<(), RoutesError> {
         table.check(
             &|id| known.get(&id.name, id.version).is_some(),
-            &[] as &[String],
+            &destination_names,
         )
     });
     let routes = RoutesHandle::load(settings.routes_file.clone(), validator, metrics.registry())
@@ -77,6 +83,24 @@ pub async fn start(
 
     let notifier = JobsNotifier::default();
     let (shutdown, shutdown_rx) = watch::channel(false);
+
+    let queue = DeliveryQueue::open(&store.layout().index_path())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("cannot open the delivery queue")?;
+    let mut egress_stop = shutdown_rx.clone();
+    let (egress, egress_task) = Egress::spawn(
+        queue,
+        config.destinations.clone(),
+        config.egress_retry.clone(),
+        store.layout().root().to_path_buf(),
+        config.ae_title.clone(),
+        metrics.registry(),
+        async move {
+            let _ = egress_stop.wait_for(|stop| *stop).await;
+        },
+    )
+    .context("cannot start egress")?;
     let runner = JobRunner::new(
         RunnerConfig {
             workers: settings.workers,
@@ -88,7 +112,7 @@ pub async fn start(
         },
         store.clone(),
         models,
-        None,
+        Some(egress.clone()),
         metrics.clone(),
         notifier.clone(),
     );
@@ -114,6 +138,8 @@ pub async fn start(
 
     Ok(Pipeline {
         repository,
+        egress,
+        egress_task: Some(egress_task),
         shutdown,
         runners,
         assembler: Some(assembler),
@@ -133,6 +159,10 @@ impl Pipeline {
         let runners = futures::future::join_all(self.runners.drain(..));
         if tokio::time::timeout(grace, runners).await.is_err() {
             tracing::warn!("jobs still running at shutdown will run again at the next start");
+        }
+        if let Some(task) = self.egress_task.take() {
+            // Deliveries cut short stay pending and go out after a restart.
+            let _ = tokio::time::timeout(grace, task).await;
         }
         if let Some(watcher) = self.watcher.take() {
             watcher.abort();

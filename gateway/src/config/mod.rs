@@ -39,6 +39,10 @@ pub struct GatewayConfig {
     pub sites: Vec<SiteConfig>,
     /// Models, routes, assembly and inference jobs.
     pub pipeline: PipelineConfig,
+    /// Where results are forwarded by C-STORE.
+    pub destinations: Vec<crate::egress::Destination>,
+    /// Backoff and attempts of the forwarding queue.
+    pub egress_retry: crate::egress::RetryPolicy,
     /// The raw form after overrides, for `check-config` to print.
     pub effective: RawConfig,
 }

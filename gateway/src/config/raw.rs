@@ -19,6 +19,15 @@ pub struct RawConfig {
     pub logging: RawLogging,
     pub sites: Vec<RawSite>,
     pub pipeline: super::pipeline::RawPipeline,
+    /// Where results are forwarded (DICOM C-STORE SCPs, usually PACS).
+    pub destinations: Vec<crate::egress::RawDestination>,
+    pub egress: RawEgress,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawEgress {
+    pub retry: crate::egress::RawRetryPolicy,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -199,6 +199,21 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> Result<GatewayConf
 
     let sites = validate_sites(&raw, &mut p);
     let pipeline = super::pipeline::validate_pipeline(&raw.pipeline, &mut p);
+    let (destinations, retry) = match crate::egress::validate(&raw.destinations, &raw.egress.retry)
+    {
+        Ok(valid) => valid,
+        Err(problems) => {
+            p.0.extend(problems);
+            (
+                Vec::new(),
+                crate::egress::RetryPolicy {
+                    initial_backoff: Duration::from_secs(2),
+                    max_backoff: Duration::from_secs(300),
+                    max_attempts: 10,
+                },
+            )
+        }
+    };
 
     if p.0.is_empty() {
         Ok(GatewayConfig {
@@ -217,6 +232,8 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> Result<GatewayConf
             },
             sites,
             pipeline,
+            destinations,
+            egress_retry: retry,
             effective,
         })
     } else {

@@ -1,7 +1,38 @@
 //! Egress, after `results`: result objects forwarded to PACS by C-STORE
 //! through a durable retry queue.
-// STUB-MERGE: replaced by the egress branch.
-pub struct NewDelivery { pub destination: String, pub sop_class_uid: String, pub sop_instance_uid: String, pub transfer_syntax_uid: String, pub path: String, pub origin: String }
-#[derive(Clone)] pub struct EgressHandle;
-#[derive(Debug, thiserror::Error)] #[error("queue")] pub struct QueueError;
-impl EgressHandle { pub async fn enqueue(&self, _d: NewDelivery) -> Result<i64, QueueError> { Ok(0) } }
+//!
+//! The path of a result through here: the `results` stage calls
+//! [`EgressHandle::enqueue`], which commits a row in the `deliveries` table
+//! of the index database ([`DeliveryQueue`]) and wakes that destination's
+//! worker. The worker ([`Egress::spawn`]) takes due rows, opens one
+//! association per destination ([`ForwardAssociation`]), streams each file
+//! as stored, and records the outcome: delivered, retried after an
+//! exponential backoff ([`RetryPolicy`]), or dead-lettered
+//! ([`ForwardError::disposition`]). Delivered and dead-lettered exports are
+//! audited in the same transaction as the state change. Delivery is at
+//! least once: a crash between the destination's answer and our commit
+//! sends the instance again, which a PACS treats as a duplicate.
+
+mod command;
+mod config;
+mod error;
+mod file;
+mod metrics;
+mod pdata;
+mod queue;
+mod scu;
+mod status;
+mod worker;
+
+pub use config::{Destination, RawDestination, RawRetryPolicy, RetryPolicy, validate};
+pub use error::{Disposition, Fault, ForwardError};
+pub use file::PreparedInstance;
+pub(crate) use queue::create_schema;
+pub use queue::{
+    DeliveryFilter, DeliveryQueue, DeliveryRecord, DeliveryState, NewDelivery, QueueError,
+};
+pub use scu::{ForwardAssociation, send_instance};
+pub use worker::{Egress, EgressHandle};
+
+#[cfg(test)]
+mod tests;

@@ -112,6 +112,7 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.execute_batch(SCHEMA)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     crate::audit::create_schema(&conn)?;
+    crate::egress::create_schema(&conn)?;
     crate::auth::create_schema(&conn)?;
     crate::assemble::create_schema(&conn)?;
     crate::jobs::queue::create_schema(&conn)?;

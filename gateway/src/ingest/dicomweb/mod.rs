@@ -6,6 +6,7 @@
 //! Each service module registers its own routes.
 
 pub mod auth;
+pub mod deliveries_api;
 pub mod error;
 pub mod qido;
 pub mod results_api;
@@ -38,6 +39,9 @@ pub struct DicomwebState {
     /// The model repository, for the results API (model intended use and
     /// limitations); `None` when the pipeline is off.
     pub models: Option<std::sync::Arc<crate::models::ModelRepository>>,
+    /// The forwarding queue, for the deliveries API; `None` when the
+    /// pipeline is off.
+    pub egress: Option<crate::egress::EgressHandle>,
 }
 
 /// Binds the DICOMweb listener and returns the bound address and server.
@@ -58,6 +62,7 @@ pub fn serve_dicomweb(
             .route("/health/live", web::get().to(live))
             .route("/health/ready", web::get().to(ready))
             .configure(results_api::register)
+            .configure(deliveries_api::register)
             .service(
                 web::scope(BASE_PATH)
                     .configure(stow::register)

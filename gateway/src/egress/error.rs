@@ -1,0 +1,252 @@
+//! `ForwardError`: what can go wrong sending a result to a destination, and
+//! whether the delivery should be tried again or dead-lettered.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dicom_ul::Pdu;
+use dicom_ul::association::Error as UlError;
+use dicom_ul::pdu::{AssociationRJResult, AssociationRJSource};
+
+use super::status;
+
+/// What to do with a delivery after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Transient: try again after the backoff (until attempts run out).
+    Retry,
+    /// Permanent: trying again cannot help without an operator.
+    DeadLetter,
+}
+
+/// Whose fault a failure is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The destination or the network to it.
+    Destination,
+    /// Our side: the file to send, our configuration, a bug.
+    Gateway,
+}
+
+/// Errors of the C-STORE SCU.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("cannot connect to destination: {source}")]
+    Connect {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("timed out after {after:?} while trying to {operation}")]
+    Timeout {
+        operation: &'static str,
+        after: Duration,
+    },
+    #[error("association rejected ({}) by {}: {reason}", rj_result_text(.result), rj_source_text(.reason))]
+    Rejected {
+        result: AssociationRJResult,
+        reason: AssociationRJSource,
+    },
+    #[error("association aborted: {detail}")]
+    Aborted { detail: String },
+    #[error("i/o error while trying to {operation}: {source}")]
+    Io {
+        operation: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("protocol violation by destination: {detail}")]
+    Protocol { detail: String },
+    #[error("upper layer failure while trying to {operation}: {source}")]
+    UpperLayer {
+        operation: &'static str,
+        #[source]
+        source: Box<UlError>,
+    },
+    /// The destination answered the C-STORE with a failure status.
+    #[error("destination answered status {status:#06x}{}", comment_text(.comment))]
+    Status {
+        status: u16,
+        comment: Option<String>,
+    },
+    /// The destination does not take this SOP class in this transfer syntax.
+    #[error(
+        "destination accepted no presentation context for SOP class {sop_class_uid} in transfer syntax {transfer_syntax_uid}"
+    )]
+    NoPresentationContext {
+        sop_class_uid: String,
+        transfer_syntax_uid: String,
+    },
+    #[error("cannot read `{path}`: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{path}` is not a DICOM file we can send: {detail}")]
+    NotDicom { path: PathBuf, detail: String },
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    #[error("cannot encode command set: {0}")]
+    EncodeCommand(String),
+}
+
+impl ForwardError {
+    /// Retry for what may pass (network, busy or rejecting peer, 0xA7xx);
+    /// dead-letter for what will fail the same way again.
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            ForwardError::Connect { .. }
+            | ForwardError::Timeout { .. }
+            | ForwardError::Rejected { .. }
+            | ForwardError::Aborted { .. }
+            | ForwardError::Io { .. }
+            | ForwardError::Protocol { .. }
+            | ForwardError::UpperLayer { .. } => Disposition::Retry,
+            ForwardError::Status { status, .. } if status::is_out_of_resources(*status) => {
+                Disposition::Retry
+            }
+            ForwardError::Status { .. }
+            | ForwardError::NoPresentationContext { .. }
+            | ForwardError::File { .. }
+            | ForwardError::NotDicom { .. }
+            | ForwardError::InvalidOption(_)
+            | ForwardError::EncodeCommand(_) => Disposition::DeadLetter,
+        }
+    }
+
+    pub fn fault(&self) -> Fault {
+        match self {
+            ForwardError::File { .. }
+            | ForwardError::NotDicom { .. }
+            | ForwardError::InvalidOption(_)
+            | ForwardError::EncodeCommand(_) => Fault::Gateway,
+            _ => Fault::Destination,
+        }
+    }
+
+    /// The DIMSE status the destination answered, when there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ForwardError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Translate a dicom-ul error; `timeout` is the limit the operation ran under.
+    pub(crate) fn from_upper_layer(
+        operation: &'static str,
+        timeout: Duration,
+        error: UlError,
+    ) -> Self {
+        match error {
+            UlError::Rejected { association_rj, .. } => ForwardError::Rejected {
+                result: association_rj.result,
+                reason: association_rj.source,
+            },
+            UlError::Aborted { .. } => ForwardError::Aborted {
+                detail: format!("destination aborted while trying to {operation}"),
+            },
+            UlError::UnexpectedPdu { pdu, .. } => match *pdu {
+                Pdu::AbortRQ { source } => ForwardError::Aborted {
+                    detail: format!("A-ABORT ({source:?}) while trying to {operation}"),
+                },
+                other => ForwardError::Protocol {
+                    detail: format!(
+                        "unexpected {} while trying to {operation}",
+                        other.short_description()
+                    ),
+                },
+            },
+            UlError::Timeout { .. } => ForwardError::Timeout {
+                operation,
+                after: timeout,
+            },
+            UlError::Connect { source, .. } => ForwardError::Connect { source },
+            UlError::WireSend { source, .. } | UlError::WireRead { source, .. } => {
+                ForwardError::Io { operation, source }
+            }
+            UlError::ConnectionClosed { .. } => ForwardError::Io {
+                operation,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "connection closed by destination",
+                ),
+            },
+            UlError::NoAcceptedPresentationContexts { .. } => ForwardError::NoPresentationContext {
+                sop_class_uid: "(all proposed)".into(),
+                transfer_syntax_uid: "(all proposed)".into(),
+            },
+            other => ForwardError::UpperLayer {
+                operation,
+                source: Box::new(other),
+            },
+        }
+    }
+}
+
+fn comment_text(comment: &Option<String>) -> String {
+    comment
+        .as_deref()
+        .map(|c| format!(" ({c})"))
+        .unwrap_or_default()
+}
+
+fn rj_result_text(result: &AssociationRJResult) -> &'static str {
+    match result {
+        AssociationRJResult::Permanent => "permanent",
+        AssociationRJResult::Transient => "transient",
+    }
+}
+
+fn rj_source_text(source: &AssociationRJSource) -> &'static str {
+    match source {
+        AssociationRJSource::ServiceUser(_) => "service user",
+        AssociationRJSource::ServiceProviderASCE(_) => "service provider (ACSE)",
+        AssociationRJSource::ServiceProviderPresentation(_) => "service provider (presentation)",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16) -> ForwardError {
+        ForwardError::Status {
+            status,
+            comment: None,
+        }
+    }
+
+    #[test]
+    fn statuses_are_sorted_into_retry_and_dead_letter() {
+        assert_eq!(status(0xA700).disposition(), Disposition::Retry);
+        assert_eq!(status(0xA7FF).disposition(), Disposition::Retry);
+        assert_eq!(status(0xA900).disposition(), Disposition::DeadLetter);
+        assert_eq!(status(0xC000).disposition(), Disposition::DeadLetter);
+        assert_eq!(status(0x0110).disposition(), Disposition::DeadLetter);
+        assert_eq!(status(0xC000).status(), Some(0xC000));
+    }
+
+    #[test]
+    fn network_failures_retry_and_file_failures_do_not() {
+        let refused = ForwardError::Connect {
+            source: std::io::ErrorKind::ConnectionRefused.into(),
+        };
+        assert_eq!(refused.disposition(), Disposition::Retry);
+        assert_eq!(refused.fault(), Fault::Destination);
+        let missing = ForwardError::File {
+            path: "x.dcm".into(),
+            source: std::io::ErrorKind::NotFound.into(),
+        };
+        assert_eq!(missing.disposition(), Disposition::DeadLetter);
+        assert_eq!(missing.fault(), Fault::Gateway);
+        let rejected = ForwardError::Rejected {
+            result: AssociationRJResult::Permanent,
+            reason: AssociationRJSource::ServiceUser(
+                dicom_ul::pdu::AssociationRJServiceUserReason::CalledAETitleNotRecognized,
+            ),
+        };
+        assert_eq!(rejected.disposition(), Disposition::Retry);
+        assert!(rejected.to_string().contains("called AE title"));
+    }
+}
