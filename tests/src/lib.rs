@@ -256,6 +256,14 @@ impl TestGateway {
     /// sees its rejection or its closed socket before the counter moves),
     /// so this waits, up to 5 s, for a non-zero value that holds still
     /// across two reads.
+    /// One reading of a metric (0 when absent), for polling loops.
+    pub fn metric_now(&self, name_and_labels: &str) -> f64 {
+        self.metrics_text()
+            .lines()
+            .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     pub fn metric(&self, name_and_labels: &str) -> f64 {
         let read = || {
             self.metrics_text()
