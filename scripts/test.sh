@@ -21,7 +21,7 @@ fi
 
 # Python peers (DICOMweb client) in a project-local virtual environment.
 venv=.venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import dicomweb_client, pydicom, onnx, numpy' 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import dicomweb_client, pydicom, onnx, numpy, onnxruntime; assert onnxruntime.__version__ == "1.31.1"' 2>/dev/null; then
   python3 -m venv "$venv" 2>/dev/null || {
     echo "installing python3-venv"
     sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
@@ -31,6 +31,16 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import dicomweb_clien
   "$venv/bin/pip" install -q --disable-pip-version-check -r tests/python/requirements.txt
 fi
 export GATEWAY_TEST_PYTHON="$PWD/$venv/bin/python"
+
+# The onnxruntime engine loads ONNX Runtime at run time: the CPU wheel's
+# shared library, found where the venv installed it.
+ort_capi="$("$venv/bin/python" -c 'import os, onnxruntime; print(os.path.join(os.path.dirname(onnxruntime.__file__), "capi"))')"
+ort_libs=("$ort_capi"/libonnxruntime.so.*)
+if [ ! -f "${ort_libs[0]}" ]; then
+  echo "no libonnxruntime.so.* in $ort_capi" >&2
+  exit 1
+fi
+export ORT_DYLIB_PATH="${ort_libs[0]}"
 
 # dcmtk keeps Nagle's algorithm on unless told otherwise (40 ms per round trip).
 export TCP_NODELAY=1

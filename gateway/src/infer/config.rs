@@ -10,6 +10,7 @@
 //! ```
 
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -19,6 +20,7 @@ use super::InferenceEngine;
 use super::error::EngineError;
 use super::limit::EngineLimits;
 use super::onnx::TractEngine;
+use super::onnxruntime::OnnxruntimeEngine;
 use super::tensor::zeros_like;
 use crate::models::VerifiedModel;
 
@@ -43,15 +45,140 @@ pub struct OnnxConfig {
     pub max_queued: usize,
 }
 
-/// Placeholder until the ONNX Runtime engine lands; its options (execution
-/// provider, threads, TensorRT caches) join these.
+/// ONNX Runtime, loaded at run time from its shared library (the PyPI
+/// `onnxruntime` wheel's `libonnxruntime.so.*`, or `onnxruntime-gpu` for the
+/// CUDA and TensorRT providers). See `docs/engines.md`.
+///
+/// ```toml
+/// [engine]
+/// kind = "onnxruntime"
+/// library_path = "/opt/onnxruntime/libonnxruntime.so.1.31.1"  # else ORT_DYLIB_PATH
+/// providers = ["tensorrt", "cuda", "cpu"]  # tried in this order
+/// require_provider = "tensorrt"            # fail at load instead of falling back
+/// intra_threads = 1
+/// device_id = 0
+///
+/// [engine.tensorrt]
+/// fp16 = true
+/// engine_cache_path = "/var/cache/gateway/trt"
+/// timing_cache_path = "/var/cache/gateway/trt"
+/// ```
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OnnxruntimeConfig {
+    /// Sessions per model, each running one request at a time.
     #[serde(default = "default_max_concurrent")]
     pub max_concurrent: NonZeroUsize,
     #[serde(default = "default_max_queued")]
     pub max_queued: usize,
+    /// The ONNX Runtime shared library; when absent, `ORT_DYLIB_PATH`. One
+    /// process loads one library: every model must name the same file.
+    #[serde(default)]
+    pub library_path: Option<PathBuf>,
+    /// Execution providers in order of preference; the first that registers
+    /// serves the session, and nodes it cannot run fall back to CPU.
+    #[serde(default = "default_providers")]
+    pub providers: Vec<Provider>,
+    /// A provider that must register, or the model does not load: a GPU
+    /// misconfiguration becomes an error instead of a slow CPU surprise.
+    #[serde(default)]
+    pub require_provider: Option<Provider>,
+    /// Threads one request may use inside an operator. `max_concurrent ×
+    /// intra_threads` is the number of cores a model may keep busy.
+    #[serde(default = "default_intra_threads")]
+    pub intra_threads: NonZeroUsize,
+    /// The GPU the CUDA and TensorRT providers use.
+    #[serde(default)]
+    pub device_id: u32,
+    #[serde(default)]
+    pub tensorrt: TensorrtOptions,
+}
+
+/// An ONNX Runtime execution provider, by its configuration name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Tensorrt,
+    Cuda,
+    Cpu,
+}
+
+impl Provider {
+    /// The configuration name, also a bounded log and metric value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Tensorrt => "tensorrt",
+            Provider::Cuda => "cuda",
+            Provider::Cpu => "cpu",
+        }
+    }
+}
+
+/// Options of the TensorRT execution provider (ignored by the others).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorrtOptions {
+    /// Build FP16 engines where the GPU supports them (faster, and outputs
+    /// move by more than FP32 rounding: re-validate the operating points).
+    #[serde(default)]
+    pub fp16: bool,
+    /// Where built engines are kept, so a restart does not rebuild them
+    /// (minutes per model). No cache when absent.
+    #[serde(default)]
+    pub engine_cache_path: Option<PathBuf>,
+    /// Where layer timing results are kept, which speeds up engine builds.
+    #[serde(default)]
+    pub timing_cache_path: Option<PathBuf>,
+}
+
+impl OnnxruntimeConfig {
+    /// Every problem at once, as sentences: an empty or repeated provider
+    /// list, or a required provider that is not in the list.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.providers.is_empty() {
+            problems.push("`providers` is empty".to_string());
+        }
+        for (i, provider) in self.providers.iter().enumerate() {
+            if self.providers[..i].contains(provider) {
+                problems.push(format!("provider `{}` is listed twice", provider.as_str()));
+            }
+        }
+        if let Some(required) = self.require_provider
+            && !self.providers.contains(&required)
+        {
+            problems.push(format!(
+                "`require_provider` is `{}`, which is not in `providers`",
+                required.as_str()
+            ));
+        }
+        problems
+    }
+}
+
+impl Default for OnnxruntimeConfig {
+    fn default() -> Self {
+        OnnxruntimeConfig {
+            max_concurrent: default_max_concurrent(),
+            max_queued: default_max_queued(),
+            library_path: None,
+            providers: default_providers(),
+            require_provider: None,
+            intra_threads: default_intra_threads(),
+            device_id: 0,
+            tensorrt: TensorrtOptions::default(),
+        }
+    }
+}
+
+fn default_providers() -> Vec<Provider> {
+    vec![Provider::Tensorrt, Provider::Cuda, Provider::Cpu]
+}
+
+/// One thread per request, like tract: the reference box has two cores,
+/// and `max_concurrent` already spreads requests over them.
+fn default_intra_threads() -> NonZeroUsize {
+    NonZeroUsize::MIN
 }
 
 /// Placeholder until the Triton engine lands; its options (model name on
@@ -102,6 +229,12 @@ impl EngineConfig {
         EngineConfig::Onnx(OnnxConfig::default())
     }
 
+    /// ONNX Runtime with default limits and providers, its library from
+    /// `ORT_DYLIB_PATH`.
+    pub fn onnxruntime() -> Self {
+        EngineConfig::Onnxruntime(OnnxruntimeConfig::default())
+    }
+
     /// The `kind` value, a bounded metric label.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -141,11 +274,7 @@ impl EngineConfig {
     pub fn build(&self, model: &VerifiedModel) -> Result<BuiltEngine, EngineError> {
         let engine: Arc<dyn InferenceEngine> = match self {
             EngineConfig::Onnx(_) => Arc::new(TractEngine::load(model, self.limits())?),
-            EngineConfig::Onnxruntime(_) => {
-                return Err(EngineError::Unsupported {
-                    kind: "onnxruntime",
-                });
-            }
+            EngineConfig::Onnxruntime(c) => Arc::new(OnnxruntimeEngine::load(model, c)?),
             EngineConfig::Triton(_) => return Err(EngineError::Unsupported { kind: "triton" }),
         };
         let probe = Arc::clone(&engine);

@@ -10,7 +10,7 @@ use super::test_images::{chest_radiograph, ct_head, pseudo_random};
 use super::*;
 use crate::models::{ModelEntry, ModelRepository};
 
-fn demo_repository() -> ModelRepository {
+pub(super) fn demo_repository() -> ModelRepository {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
     let repo = ModelRepository::open(&root).expect("the demo model repository");
     assert!(repo.invalid().is_empty(), "{:#?}", repo.invalid());
@@ -25,7 +25,7 @@ fn limits(max_concurrent: usize, max_queued: usize) -> EngineLimits {
 }
 
 /// A valid input for `model`, deterministic per seed.
-fn input_for(model: &LoadedModel, seed: u64) -> Tensor {
+pub(super) fn input_for(model: &LoadedModel, seed: u64) -> Tensor {
     match model.manifest().name.as_str() {
         "ct-hyperdensity" => ct_head(6.0, seed),
         "dx-exposure" => chest_radiograph(1.0),
@@ -224,6 +224,29 @@ async fn onnx_tract_engine_conforms() {
     check_engine(EngineConfig::onnx()).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onnxruntime_engine_conforms() {
+    check_engine(onnxruntime_config()).await;
+}
+
+/// ONNX Runtime with its library from `ORT_DYLIB_PATH`; a missing library
+/// fails the test (never skips it) and says how to get one.
+pub(super) fn onnxruntime_config() -> EngineConfig {
+    let library = std::env::var_os(onnxruntime::LIBRARY_ENV).unwrap_or_else(|| {
+        panic!(
+            "{} is not set: run the tests through scripts/test.sh, which installs the \
+             onnxruntime wheel into .venv and exports it",
+            onnxruntime::LIBRARY_ENV
+        )
+    });
+    assert!(
+        Path::new(&library).is_file(),
+        "{}={library:?} is not a file: run scripts/test.sh",
+        onnxruntime::LIBRARY_ENV
+    );
+    EngineConfig::onnxruntime()
+}
+
 // ---------------------------------------------------------------------------
 // Configuration and loading, independent of the engine kind.
 
@@ -237,15 +260,47 @@ fn engine_config_is_a_closed_tagged_enum() {
     assert_eq!(tuned.limits(), limits(3, 0));
     let triton = parse("kind = \"triton\"\nurl = \"http://triton:8001\"").unwrap();
     assert_eq!(triton.kind(), "triton");
+    let ort = parse("kind = \"onnxruntime\"").unwrap();
+    assert_eq!(ort, EngineConfig::onnxruntime());
+    let EngineConfig::Onnxruntime(defaults) = &ort else {
+        panic!("{ort:?}")
+    };
     assert_eq!(
-        parse("kind = \"onnxruntime\"").unwrap().kind(),
-        "onnxruntime"
+        defaults.providers,
+        [Provider::Tensorrt, Provider::Cuda, Provider::Cpu]
     );
+    assert_eq!(
+        (defaults.require_provider, defaults.intra_threads.get()),
+        (None, 1)
+    );
+    let gpu = parse(
+        "kind = \"onnxruntime\"\nlibrary_path = \"/opt/ort/libonnxruntime.so\"\n\
+         providers = [\"tensorrt\", \"cpu\"]\nrequire_provider = \"tensorrt\"\n\
+         intra_threads = 2\ndevice_id = 1\nmax_concurrent = 2\n\
+         [tensorrt]\nfp16 = true\nengine_cache_path = \"/cache/trt\"\n\
+         timing_cache_path = \"/cache/timing\"",
+    )
+    .unwrap();
+    let EngineConfig::Onnxruntime(gpu) = gpu else {
+        panic!("{gpu:?}")
+    };
+    assert_eq!(gpu.providers, [Provider::Tensorrt, Provider::Cpu]);
+    assert_eq!(gpu.require_provider, Some(Provider::Tensorrt));
+    assert_eq!((gpu.intra_threads.get(), gpu.device_id), (2, 1));
+    assert!(gpu.tensorrt.fp16);
+    assert_eq!(
+        gpu.tensorrt.engine_cache_path.as_deref(),
+        Some(Path::new("/cache/trt"))
+    );
+    assert!(gpu.problems().is_empty(), "{:?}", gpu.problems());
 
     for bad in [
         "kind = \"tensorflow\"",
         "kind = \"onnx\"\nthreads = 4",
         "kind = \"onnx\"\nmax_concurrent = 0",
+        "kind = \"onnxruntime\"\nproviders = [\"rocm\"]",
+        "kind = \"onnxruntime\"\nintra_threads = 0",
+        "kind = \"onnxruntime\"\n[tensorrt]\nint8 = true",
         "kind = \"triton\"",
         "max_concurrent = 1",
     ] {
@@ -257,25 +312,27 @@ fn engine_config_is_a_closed_tagged_enum() {
 fn engines_not_built_in_say_so() {
     let repo = demo_repository();
     let verified = repo.entries()[0].load_verified().unwrap();
-    for text in [
-        "kind = \"onnxruntime\"",
-        "kind = \"triton\"\nurl = \"http://t:8001\"",
-    ] {
-        let config: EngineConfig = toml::from_str(text).unwrap();
-        match config.build(&verified) {
-            Err(e @ EngineError::Unsupported { .. }) => {
-                assert_eq!(e.fault(), Fault::Configuration);
-            }
-            Err(e) => panic!("{text}: {e}"),
-            Ok(_) => panic!("{text}: built an engine that does not exist"),
+    let text = "kind = \"triton\"\nurl = \"http://t:8001\"";
+    let config: EngineConfig = toml::from_str(text).unwrap();
+    match config.build(&verified) {
+        Err(e @ EngineError::Unsupported { .. }) => {
+            assert_eq!(e.fault(), Fault::Configuration);
         }
+        Err(e) => panic!("{text}: {e}"),
+        Ok(_) => panic!("{text}: built an engine that does not exist"),
     }
 }
 
 /// A manifest that disagrees with its model file is refused at load, with a
-/// configuration fault, not on the first image.
+/// configuration fault, not on the first image, by every embedded engine.
 #[tokio::test]
 async fn a_manifest_that_disagrees_with_the_model_is_refused_at_load() {
+    for config in [EngineConfig::onnx(), onnxruntime_config()] {
+        manifest_mismatch_is_refused_at_load(&config).await;
+    }
+}
+
+async fn manifest_mismatch_is_refused_at_load(config: &EngineConfig) {
     let demo = demo_repository();
     let source = demo.latest("dx-exposure").unwrap();
     let manifest_text = std::fs::read_to_string(source.dir().join("manifest.toml")).unwrap();
@@ -306,12 +363,20 @@ async fn a_manifest_that_disagrees_with_the_model_is_refused_at_load() {
             .entries()
             .first()
             .unwrap_or_else(|| panic!("{:?}", repo.invalid()));
-        match LoadedModel::load(entry, &EngineConfig::onnx()).await {
+        match LoadedModel::load(entry, config).await {
             Err(LoadError::Engine { source, .. }) => {
-                assert_eq!(source.fault(), Fault::Configuration, "{to}: {source}");
-                assert!(source.to_string().contains(complaint), "{to}: {source}");
+                let kind = config.kind();
+                assert_eq!(
+                    source.fault(),
+                    Fault::Configuration,
+                    "{kind} {to}: {source}"
+                );
+                assert!(
+                    source.to_string().contains(complaint),
+                    "{kind} {to}: {source}"
+                );
             }
-            other => panic!("{to}: {other:?}"),
+            other => panic!("{} {to}: {other:?}", config.kind()),
         }
     }
 }

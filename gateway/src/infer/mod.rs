@@ -7,6 +7,8 @@
 //! - [`EngineConfig`]: a closed, tagged enum (`kind = "onnx" | "onnxruntime"
 //!   | "triton"`) whose `build()` returns an engine and its health check.
 //! - [`onnx::TractEngine`]: ONNX on tract, embedded, CPU.
+//! - [`onnxruntime::OnnxruntimeEngine`]: ONNX Runtime through its C API,
+//!   library loaded at run time; CPU, or CUDA/TensorRT with the GPU build.
 //! - [`ConcurrencyLimit`]: per-model bounded execution (running + queued),
 //!   refusing the excess with a retryable error instead of queueing it.
 //! - [`LoadedModel`]: a verified manifest paired with its engine; maps
@@ -18,6 +20,7 @@ mod error;
 mod limit;
 mod loaded;
 pub mod onnx;
+pub mod onnxruntime;
 mod tensor;
 
 #[cfg(test)]
@@ -28,7 +31,8 @@ mod test_images;
 use futures::future::BoxFuture;
 
 pub use config::{
-    BuiltEngine, EngineConfig, HealthCheck, OnnxConfig, OnnxruntimeConfig, TritonConfig,
+    BuiltEngine, EngineConfig, HealthCheck, OnnxConfig, OnnxruntimeConfig, Provider,
+    TensorrtOptions, TritonConfig,
 };
 pub use error::{EngineError, Fault, InputError};
 pub use limit::{ConcurrencyLimit, EngineLimits, EngineStats};
