@@ -21,7 +21,7 @@ fi
 
 # Python peers (DICOMweb client) in a project-local virtual environment.
 venv=.venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import dicomweb_client, pydicom, onnx, numpy, onnxruntime; assert onnxruntime.__version__ == "1.31.1"' 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import dicomweb_client, pydicom, pynetdicom, onnx, numpy, onnxruntime; assert onnxruntime.__version__ == "1.31.1"' 2>/dev/null; then
   python3 -m venv "$venv" 2>/dev/null || {
     echo "installing python3-venv"
     sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

@@ -41,7 +41,7 @@ fn hyperdensity(result: &Value) -> (f64, bool) {
 
 #[tokio::test]
 async fn ct_head_series_gets_an_sr_naming_the_model_and_the_finding_follows_the_pixels() {
-    let gw = TestGateway::start(&pipeline_config(""));
+    let gw = TestGateway::start_with_config(pipeline_config(""));
     let token = gw.create_token("demo", "read", "");
     let with_blob = ct_head(8, 501, true);
     let without_blob = ct_head(8, 502, false);
@@ -170,7 +170,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 #[tokio::test]
 async fn a_series_no_route_matches_is_stored_only_and_counted() {
-    let gw = TestGateway::start(&pipeline_config(""));
+    let gw = TestGateway::start_with_config(pipeline_config(""));
     let token = gw.create_token("demo", "read", "");
     let mut spec = SeriesSpec::mr_brain(3, 601);
     spec.rows = 64;
@@ -190,7 +190,7 @@ async fn a_series_no_route_matches_is_stored_only_and_counted() {
 
 #[tokio::test]
 async fn an_image_that_cannot_be_decoded_fails_its_job_with_a_recorded_error() {
-    let gw = TestGateway::start(&pipeline_config(""));
+    let gw = TestGateway::start_with_config(pipeline_config(""));
     let token = gw.create_token("demo", "read", "");
     // Well-formed DICOM (it is stored), but Rows × Columns promise more
     // pixels than Pixel Data holds: the pixel pipeline must refuse it.
@@ -227,7 +227,7 @@ async fn an_image_that_cannot_be_decoded_fails_its_job_with_a_recorded_error() {
 
 #[tokio::test]
 async fn results_of_another_sites_study_look_like_no_study() {
-    let gw = TestGateway::start(&pipeline_config(
+    let gw = TestGateway::start_with_config(pipeline_config(
         "[[sites]]\nname = \"north\"\nae_titles = [\"NORTH-SCU\"]\nallowed_peers = [\"127.0.0.0/8\"]\n",
     ));
     let series = ct_head(2, 801, true);
