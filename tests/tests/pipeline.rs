@@ -117,7 +117,7 @@ async fn ct_head_series_gets_an_sr_naming_the_model_and_the_finding_follows_the_
     let dir = tempfile::tempdir().unwrap();
     let sr_path = dir.path().join("result.dcm");
     std::fs::write(&sr_path, part).unwrap();
-    let dump = dcmtk("dsrdump").arg(&sr_path).output().unwrap();
+    let dump = dcmtk("dsrdump").arg("+Pl").arg(&sr_path).output().unwrap();
     let stdout = String::from_utf8_lossy(&dump.stdout);
     let stderr = String::from_utf8_lossy(&dump.stderr);
     assert!(dump.status.success(), "dsrdump failed: {stderr}");

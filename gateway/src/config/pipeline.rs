@@ -35,7 +35,7 @@ impl Default for RawPipeline {
             workers: 2,
             max_attempts: 3,
             retry_delay: "5s".into(),
-            uid_root: crate::store::IMPLEMENTATION_CLASS_UID.into(),
+            uid_root: DEFAULT_UID_ROOT.into(),
             engine: EngineConfig::onnx(),
         }
     }
@@ -56,8 +56,13 @@ pub struct PipelineConfig {
     pub engine: EngineConfig,
 }
 
+/// Result UIDs are `<root>.<decimal hash>`; this default (a 2.25 root
+/// drawn once for this product) keeps 28 digits of hash. Sites should set
+/// their organisation's own root.
+pub const DEFAULT_UID_ROOT: &str = "2.25.2236158483771461863985";
+
 /// Longest UID root that leaves room for the derived part of result UIDs.
-const MAX_UID_ROOT: usize = 45;
+const MAX_UID_ROOT: usize = 43;
 
 pub(super) fn validate_pipeline(raw: &RawPipeline, p: &mut Problems) -> PipelineConfig {
     if raw.workers == 0 {
