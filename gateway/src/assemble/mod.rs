@@ -14,6 +14,8 @@
 
 mod schema;
 mod series;
+#[cfg(test)]
+mod tests;
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
