@@ -258,3 +258,79 @@ async fn results_of_another_sites_study_look_like_no_study() {
     let anonymous = client.get(&url).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
 }
+
+#[test]
+fn routes_test_names_the_route_a_file_takes_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let ct = dir.path().join("ct.dcm");
+    std::fs::write(&ct, ct_head(1, 1001, true)[0].to_part10().unwrap()).unwrap();
+    let mut spec = SeriesSpec::mr_brain(1, 1002);
+    spec.rows = 32;
+    spec.columns = 32;
+    let mr = dir.path().join("mr.dcm");
+    std::fs::write(&mr, generate_series(&spec)[0].to_part10().unwrap()).unwrap();
+    let out = std::process::Command::new(gateway_e2e::gateway_binary())
+        .args(["routes", "test"])
+        .arg(&ct)
+        .arg(&mr)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("ct-head-hyperdensity"), "{text}");
+    assert!(text.contains("BodyPartExamined HEAD matches"), "{text}");
+    assert!(text.contains("Modality MR does not match"), "{text}");
+}
+
+#[tokio::test]
+async fn an_edited_routes_file_applies_without_a_restart_and_a_bad_edit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.toml");
+    let exposure_only = "[[route]]\nname = \"radiograph-exposure\"\nmodel = \"dx-exposure@1.0.0\"\nlevel = \"instance\"\n[route.match]\nmodality = [\"CR\", \"DX\"]\n";
+    std::fs::write(&routes, exposure_only).unwrap();
+    let config = pipeline_config("").replace(
+        "[pipeline]\nenabled = true\n",
+        &format!(
+            "[pipeline]\nenabled = true\nroutes_file = \"{}\"\nroutes_reload_interval = \"100ms\"\n",
+            routes.display()
+        ),
+    );
+    let gw = TestGateway::start_with_config(config);
+    let token = gw.create_token("demo", "read", "");
+    let first = ct_head(2, 1101, true);
+    c_store_all(gw.dimse, "DEMO-SCU", EXPLICIT_VR_LE, &first).await;
+    assert_eq!(
+        gw.metric("gateway_route_unrouted_series_total{modality=\"CT\",site=\"demo\"}"),
+        1.0
+    );
+
+    // The operator adds the CT head route; the next series takes it.
+    let with_ct = format!(
+        "{exposure_only}\n[[route]]\nname = \"ct-head-hyperdensity\"\nmodel = \"ct-hyperdensity@1.0.0\"\nlevel = \"series\"\n[route.match]\nmodality = [\"CT\"]\n"
+    );
+    std::fs::write(dir.path().join("routes.tmp"), with_ct).unwrap();
+    std::fs::rename(dir.path().join("routes.tmp"), &routes).unwrap();
+    assert_eq!(gw.metric("gateway_route_reloads_total{outcome=\"reloaded\"}"), 1.0);
+    let second = ct_head(2, 1102, true);
+    c_store_all(gw.dimse, "DEMO-SCU", EXPLICIT_VR_LE, &second).await;
+    let results = gw
+        .wait_for_results(&token, &second[0].study_instance_uid, 1, RESULT_TIMEOUT)
+        .await;
+    assert_eq!(results[0]["version"], "1.0.0", "{results:?}");
+
+    // A broken edit (unknown model) is refused; the last good rules serve on.
+    std::fs::write(
+        dir.path().join("routes.tmp"),
+        "[[route]]\nname = \"ct\"\nmodel = \"no-such-model@9.9.9\"\nlevel = \"series\"\n",
+    )
+    .unwrap();
+    std::fs::rename(dir.path().join("routes.tmp"), &routes).unwrap();
+    assert_eq!(gw.metric("gateway_route_reloads_total{outcome=\"rejected\"}"), 1.0);
+    let third = ct_head(2, 1103, true);
+    c_store_all(gw.dimse, "DEMO-SCU", EXPLICIT_VR_LE, &third).await;
+    let results = gw
+        .wait_for_results(&token, &third[0].study_instance_uid, 1, RESULT_TIMEOUT)
+        .await;
+    assert_eq!(results[0]["route"], "ct-head-hyperdensity");
+    assert!(gw.log().contains("no-such-model"), "the refusal says why");
+}
