@@ -15,6 +15,9 @@ RUN apt-get update \
  && useradd --system --uid 10001 --home-dir /var/lib/dicom-gateway --create-home gateway
 COPY --from=build /src/target/release/dicom-gateway /usr/local/bin/dicom-gateway
 COPY config/gateway.toml /etc/dicom-gateway/gateway.toml
+COPY config/routes.toml /etc/dicom-gateway/routes.toml
+# Demo models (not for clinical use); mount your model repository here.
+COPY models /var/lib/dicom-gateway/models
 USER gateway
 WORKDIR /var/lib/dicom-gateway
 # Data (instances, index, audit trail) must be on a persistent volume.
@@ -22,7 +25,9 @@ VOLUME ["/var/lib/dicom-gateway/data"]
 ENV DICOM_GATEWAY__METRICS__LISTEN=0.0.0.0:9464 \
     DICOM_GATEWAY__DICOMWEB__CERT=/var/lib/dicom-gateway/tls/server.pem \
     DICOM_GATEWAY__DICOMWEB__KEY=/var/lib/dicom-gateway/tls/server.key \
-    DICOM_GATEWAY__DICOMWEB__DEV_CERTS=false
+    DICOM_GATEWAY__DICOMWEB__DEV_CERTS=false \
+    DICOM_GATEWAY__PIPELINE__MODELS_DIR=/var/lib/dicom-gateway/models \
+    DICOM_GATEWAY__PIPELINE__ROUTES_FILE=/etc/dicom-gateway/routes.toml
 EXPOSE 11112 8443 9464
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["dicom-gateway"]

@@ -31,6 +31,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     attempts            INTEGER NOT NULL DEFAULT 0,
     not_before_ms       INTEGER NOT NULL DEFAULT 0,
     ready_after_ms      INTEGER NOT NULL,
+    -- last claim and completion (Unix ms), for latency and throughput
+    started_ms          INTEGER,
+    finished_ms         INTEGER,
     created_at          TEXT NOT NULL,
     updated_at          TEXT NOT NULL,
     engine              TEXT,
@@ -153,7 +156,8 @@ pub fn requeue_interrupted(conn: &Connection) -> rusqlite::Result<usize> {
 /// Takes the oldest due job, marking it running.
 pub fn claim(conn: &Connection, now_ms: i64) -> rusqlite::Result<Option<Job>> {
     conn.query_row(
-        "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = ?2
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = ?2,
+             started_ms = ?1
          WHERE id = (SELECT id FROM jobs WHERE state = 'queued' AND not_before_ms <= ?1
                      ORDER BY not_before_ms, id LIMIT 1)
          RETURNING id, level, study_instance_uid, series_instance_uid, sop_instance_uid, site,
@@ -203,7 +207,7 @@ pub fn complete(tx: &Transaction<'_>, id: i64, done: &JobCompletion) -> rusqlite
     tx.execute(
         "UPDATE jobs SET state = 'done', updated_at = ?2, engine = ?3, model_sha256 = ?4,
              step = ?5, findings = ?6, result_series_uid = ?7, result_sop_uid = ?8,
-             error_kind = NULL, error = NULL
+             error_kind = NULL, error = NULL, finished_ms = ?9
          WHERE id = ?1",
         params![
             id,
@@ -213,7 +217,8 @@ pub fn complete(tx: &Transaction<'_>, id: i64, done: &JobCompletion) -> rusqlite
             done.step,
             done.findings.to_string(),
             done.result_series_uid,
-            done.result_sop_uid
+            done.result_sop_uid,
+            crate::time::unix_millis()
         ],
     )?;
     Ok(())
