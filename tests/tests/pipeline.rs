@@ -8,7 +8,9 @@ use std::time::Duration;
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use dicom_loadtest::synth::{SeriesSpec, SynthInstance, generate_series};
-use gateway_e2e::{EXPLICIT_VR_LE, TestGateway, c_store_all, dcmtk, pipeline_config, repo_models_dir};
+use gateway_e2e::{
+    EXPLICIT_VR_LE, TestGateway, c_store_all, dcmtk, pipeline_config, repo_models_dir,
+};
 use serde_json::Value;
 
 const RESULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -23,7 +25,10 @@ fn ct_head(instances: usize, seed: u64, lesion: bool) -> Vec<SynthInstance> {
 }
 
 fn manifest_sha256(model: &str, version: &str) -> String {
-    let path = repo_models_dir().join(model).join(version).join("manifest.toml");
+    let path = repo_models_dir()
+        .join(model)
+        .join(version)
+        .join("manifest.toml");
     let manifest: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
     manifest["sha256"].as_str().unwrap().to_string()
 }
@@ -106,7 +111,10 @@ async fn ct_head_series_gets_an_sr_naming_the_model_and_the_finding_follows_the_
     let body = client
         .get(url)
         .bearer_auth(&token)
-        .header("Accept", "multipart/related; type=\"application/dicom\"; transfer-syntax=*")
+        .header(
+            "Accept",
+            "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
+        )
         .send()
         .await
         .unwrap();
@@ -129,7 +137,8 @@ async fn ct_head_series_gets_an_sr_naming_the_model_and_the_finding_follows_the_
     );
 
     // pydicom reads it too.
-    let python = std::env::var("GATEWAY_TEST_PYTHON").expect("GATEWAY_TEST_PYTHON (run scripts/test.sh)");
+    let python =
+        std::env::var("GATEWAY_TEST_PYTHON").expect("GATEWAY_TEST_PYTHON (run scripts/test.sh)");
     let out = std::process::Command::new(python)
         .arg("-c")
         .arg("import sys, pydicom; d = pydicom.dcmread(sys.argv[1]); print(d.SOPClassUID, d.Modality, d.StudyInstanceUID)")
@@ -137,11 +146,21 @@ async fn ct_head_series_gets_an_sr_naming_the_model_and_the_finding_follows_the_
         .output()
         .unwrap();
     let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(printed.contains("1.2.840.10008.5.1.4.1.1.88.33 SR"), "{printed}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        printed.contains("1.2.840.10008.5.1.4.1.1.88.33 SR"),
+        "{printed}"
+    );
     assert!(printed.contains(study_blob.as_str()), "{printed}");
 
-    assert!(gw.metric("gateway_pipeline_jobs_total{outcome=\"done\",route=\"ct-head-hyperdensity\"}") >= 2.0);
+    assert!(
+        gw.metric("gateway_pipeline_jobs_total{outcome=\"done\",route=\"ct-head-hyperdensity\"}")
+            >= 2.0
+    );
     assert!(
         gw.metric(
             "gateway_results_findings_total{decision=\"positive\",label=\"hyperdensity\",model=\"ct-hyperdensity\",route=\"ct-head-hyperdensity\",version=\"2.0.0\"}"
@@ -158,8 +177,10 @@ fn first_multipart_part<'a>(content_type: &str, body: &'a [u8]) -> &'a [u8] {
         .trim_matches('"');
     let delimiter = format!("--{boundary}");
     let text_start = find(body, delimiter.as_bytes()).expect("first boundary") + delimiter.len();
-    let headers_end = find(&body[text_start..], b"\r\n\r\n").expect("part headers") + text_start + 4;
-    let end = find(&body[headers_end..], format!("\r\n{delimiter}").as_bytes()).expect("closing boundary")
+    let headers_end =
+        find(&body[text_start..], b"\r\n\r\n").expect("part headers") + text_start + 4;
+    let end = find(&body[headers_end..], format!("\r\n{delimiter}").as_bytes())
+        .expect("closing boundary")
         + headers_end;
     &body[headers_end..end]
 }
@@ -238,7 +259,10 @@ async fn results_of_another_sites_study_look_like_no_study() {
     let north = gw.create_token("north", "read", "");
     let client = gw.https_client();
     let base = gw.http_base();
-    let url = format!("{base}/api/v1/studies/{}/results", series[0].study_instance_uid);
+    let url = format!(
+        "{base}/api/v1/studies/{}/results",
+        series[0].study_instance_uid
+    );
     let other = client.get(&url).bearer_auth(&north).send().await.unwrap();
     assert_eq!(other.status(), 404);
     let unknown = client
@@ -276,7 +300,11 @@ fn routes_test_names_the_route_a_file_takes_and_why() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("ct-head-hyperdensity"), "{text}");
     assert!(text.contains("BodyPartExamined HEAD matches"), "{text}");
     assert!(text.contains("Modality MR does not match"), "{text}");
@@ -310,7 +338,10 @@ async fn an_edited_routes_file_applies_without_a_restart_and_a_bad_edit_is_refus
     );
     std::fs::write(dir.path().join("routes.tmp"), with_ct).unwrap();
     std::fs::rename(dir.path().join("routes.tmp"), &routes).unwrap();
-    assert_eq!(gw.metric("gateway_route_reloads_total{outcome=\"reloaded\"}"), 1.0);
+    assert_eq!(
+        gw.metric("gateway_route_reloads_total{outcome=\"reloaded\"}"),
+        1.0
+    );
     let second = ct_head(2, 1102, true);
     c_store_all(gw.dimse, "DEMO-SCU", EXPLICIT_VR_LE, &second).await;
     let results = gw
@@ -325,7 +356,10 @@ async fn an_edited_routes_file_applies_without_a_restart_and_a_bad_edit_is_refus
     )
     .unwrap();
     std::fs::rename(dir.path().join("routes.tmp"), &routes).unwrap();
-    assert_eq!(gw.metric("gateway_route_reloads_total{outcome=\"rejected\"}"), 1.0);
+    assert_eq!(
+        gw.metric("gateway_route_reloads_total{outcome=\"rejected\"}"),
+        1.0
+    );
     let third = ct_head(2, 1103, true);
     c_store_all(gw.dimse, "DEMO-SCU", EXPLICIT_VR_LE, &third).await;
     let results = gw

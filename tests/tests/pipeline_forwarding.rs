@@ -147,7 +147,10 @@ async fn the_sr_is_forwarded_to_pacs_and_parses_with_dsrdump() {
     assert!(stdout.contains("ct-hyperdensity"), "{stdout}");
     let header = dcmtk("dcmdump").arg(&files[0]).output().unwrap();
     assert!(String::from_utf8_lossy(&header.stdout).contains(&sr_uid));
-    assert!(gw.metric("gateway_egress_deliveries_total{destination=\"pacs\",outcome=\"delivered\"}") >= 1.0);
+    assert!(
+        gw.metric("gateway_egress_deliveries_total{destination=\"pacs\",outcome=\"delivered\"}")
+            >= 1.0
+    );
 }
 
 #[tokio::test]
@@ -162,13 +165,18 @@ async fn a_destination_that_is_down_gets_the_result_once_it_is_back() {
         .await;
     // Nobody listens yet: attempts fail and are retried.
     let deadline = Instant::now() + RESULT_TIMEOUT;
-    while gw.metric_now("gateway_egress_deliveries_total{destination=\"pacs\",outcome=\"retry\"}") < 2.0 {
+    while gw.metric_now("gateway_egress_deliveries_total{destination=\"pacs\",outcome=\"retry\"}")
+        < 2.0
+    {
         assert!(Instant::now() < deadline, "no retries; log:\n{}", gw.log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let pending: serde_json::Value = gw
         .https_client()
-        .get(format!("{}/api/v1/deliveries?state=pending", gw.http_base()))
+        .get(format!(
+            "{}/api/v1/deliveries?state=pending",
+            gw.http_base()
+        ))
         .bearer_auth(&admin)
         .send()
         .await
@@ -176,7 +184,11 @@ async fn a_destination_that_is_down_gets_the_result_once_it_is_back() {
         .json()
         .await
         .unwrap();
-    assert_eq!(pending["deliveries"].as_array().unwrap().len(), 1, "{pending}");
+    assert_eq!(
+        pending["deliveries"].as_array().unwrap().len(),
+        1,
+        "{pending}"
+    );
 
     let inbox = tempfile::tempdir().unwrap();
     let _pacs = StoreScp::start(port, inbox.path());
@@ -184,7 +196,10 @@ async fn a_destination_that_is_down_gets_the_result_once_it_is_back() {
     assert_eq!(files.len(), 1, "log:\n{}", gw.log());
     let delivered: serde_json::Value = gw
         .https_client()
-        .get(format!("{}/api/v1/deliveries?state=delivered", gw.http_base()))
+        .get(format!(
+            "{}/api/v1/deliveries?state=delivered",
+            gw.http_base()
+        ))
         .bearer_auth(&admin)
         .send()
         .await
@@ -192,7 +207,11 @@ async fn a_destination_that_is_down_gets_the_result_once_it_is_back() {
         .json()
         .await
         .unwrap();
-    assert_eq!(delivered["deliveries"].as_array().unwrap().len(), 1, "{delivered}");
+    assert_eq!(
+        delivered["deliveries"].as_array().unwrap().len(),
+        1,
+        "{delivered}"
+    );
     // A token limited to its own site cannot see the cross-site queue.
     let forbidden = gw
         .https_client()
@@ -229,8 +248,10 @@ modality = ["DX"]
 
     // Wait for the first result, then kill -9 mid-queue.
     let done = |conn: &rusqlite::Connection, state: &str| -> i64 {
-        conn.query_row("SELECT COUNT(*) FROM jobs WHERE state = ?1", [state], |r| r.get(0))
-            .unwrap_or(0)
+        conn.query_row("SELECT COUNT(*) FROM jobs WHERE state = ?1", [state], |r| {
+            r.get(0)
+        })
+        .unwrap_or(0)
     };
     let deadline = Instant::now() + RESULT_TIMEOUT;
     loop {
@@ -238,7 +259,11 @@ modality = ["DX"]
         if done(&conn, "done") >= 1 {
             break;
         }
-        assert!(Instant::now() < deadline, "no job finished; log:\n{}", gw.log());
+        assert!(
+            Instant::now() < deadline,
+            "no job finished; log:\n{}",
+            gw.log()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     gw.kill_hard();
@@ -249,7 +274,9 @@ modality = ["DX"]
     assert!(unfinished > 0, "every job finished before the kill");
 
     gw.restart();
-    let results = gw.wait_for_results(&token, &study, 12, RESULT_TIMEOUT).await;
+    let results = gw
+        .wait_for_results(&token, &study, 12, RESULT_TIMEOUT)
+        .await;
     assert_eq!(results.len(), 12);
     assert!(results.iter().all(|r| r["state"] == "done"), "{results:?}");
     let conn = gw.index();

@@ -55,8 +55,10 @@ fn arrive(conn: &mut Connection, series: &str, sop: &str, modality: &str, body_p
 }
 
 fn jobs(conn: &Connection, route: &str) -> i64 {
-    conn.query_row("SELECT COUNT(*) FROM jobs WHERE route = ?1", [route], |r| r.get(0))
-        .unwrap()
+    conn.query_row("SELECT COUNT(*) FROM jobs WHERE route = ?1", [route], |r| {
+        r.get(0)
+    })
+    .unwrap()
 }
 
 #[test]
@@ -70,7 +72,11 @@ fn instance_routes_get_a_job_per_instance_and_late_instances_add_only_theirs() {
     let mut asm = assembler(index::open(&path).unwrap(), Duration::ZERO);
     assert_eq!(asm.pass().unwrap(), 1);
     assert_eq!(jobs(&writer, "radiograph-exposure"), 3);
-    assert_eq!(asm.pass().unwrap(), 0, "a dispatched series is not dispatched again");
+    assert_eq!(
+        asm.pass().unwrap(),
+        0,
+        "a dispatched series is not dispatched again"
+    );
 
     arrive(&mut writer, "1.2.3.1", "1.2.3.1.4", "DX", "CHEST");
     assert_eq!(asm.pass().unwrap(), 1);

@@ -76,7 +76,9 @@ pub(super) fn validate_pipeline(raw: &RawPipeline, p: &mut Problems) -> Pipeline
     }
     let root = raw.uid_root.trim();
     if let Err(e) = crate::store::uid::validate_uid(root) {
-        p.push(format!("pipeline.uid_root: `{root}` is not a valid UID: {e}"));
+        p.push(format!(
+            "pipeline.uid_root: `{root}` is not a valid UID: {e}"
+        ));
     } else if root.len() > MAX_UID_ROOT {
         p.push(format!(
             "pipeline.uid_root: {} characters; at most {MAX_UID_ROOT}, so result UIDs fit in 64",

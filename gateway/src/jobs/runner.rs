@@ -8,9 +8,9 @@ use rusqlite::Connection;
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
+use super::JobsNotifier;
 use super::models::{ModelCache, ModelUnavailable};
 use super::queue::{self, Job, JobCompletion};
-use super::JobsNotifier;
 use crate::assemble::{ReadySeries, SeriesInstance, load_series};
 use crate::audit::{self, AuditEntry};
 use crate::egress::{EgressHandle, NewDelivery};
@@ -18,8 +18,8 @@ use crate::infer::{Classification, EngineError, LoadedModel};
 use crate::models::PerImage;
 use crate::pixels::{PixelError, image_to_tensor};
 use crate::results::sr::{
-    self, Algorithm, COMPREHENSIVE_SR_STORAGE, Finding, ResultProvenance, SourceInstance,
-    SrError, SrRequest, StudyContext,
+    self, Algorithm, COMPREHENSIVE_SR_STORAGE, Finding, ResultProvenance, SourceInstance, SrError,
+    SrRequest, StudyContext,
 };
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
@@ -285,10 +285,20 @@ impl JobRunner {
         let metrics = &self.inner.metrics.pipeline;
         let version = job.model.version.to_string();
         for label in &produced.classification.labels {
-            let decision = if label.positive { "positive" } else { "negative" };
+            let decision = if label.positive {
+                "positive"
+            } else {
+                "negative"
+            };
             metrics
                 .findings
-                .with_label_values(&[&job.route, &job.model.name, &version, &label.label, decision])
+                .with_label_values(&[
+                    &job.route,
+                    &job.model.name,
+                    &version,
+                    &label.label,
+                    decision,
+                ])
                 .inc();
         }
         let id = job.id;
@@ -297,11 +307,14 @@ impl JobRunner {
         self.db(move |c| {
             let tx = c.transaction()?;
             queue::complete(&tx, id, &completion)?;
-            audit::append(&tx, &AuditEntry {
-                actor: "system:pipeline".into(),
-                action: "inference.completed".into(),
-                detail,
-            })?;
+            audit::append(
+                &tx,
+                &AuditEntry {
+                    actor: "system:pipeline".into(),
+                    action: "inference.completed".into(),
+                    detail,
+                },
+            )?;
             tx.commit()
         })
         .await?;
@@ -367,11 +380,17 @@ impl JobRunner {
         let config = &self.inner.config;
         let key = job.key();
         let key_refs: Vec<&str> = key.iter().map(String::as_str).collect();
-        let sop_instance_uid = sr::derived_uid(&config.uid_root, &[&["result"], &key_refs[..]].concat());
+        let sop_instance_uid =
+            sr::derived_uid(&config.uid_root, &[&["result"], &key_refs[..]].concat());
         let model_id = job.model.to_string();
         let series_instance_uid = sr::derived_uid(
             &config.uid_root,
-            &["result-series", &job.series_instance_uid, &model_id, &job.route],
+            &[
+                "result-series",
+                &job.series_instance_uid,
+                &model_id,
+                &job.route,
+            ],
         );
         let manifest = model.manifest();
         let (content_date, content_time) = utc_date_time();

@@ -59,6 +59,7 @@ impl Store {
             protocol: GENERATED_PROTOCOL,
             transfer_syntax_uid: transfer_syntax,
         };
-        self.commit(staged, attributes, provenance, received_at).await
+        self.commit(staged, attributes, provenance, received_at)
+            .await
     }
 }

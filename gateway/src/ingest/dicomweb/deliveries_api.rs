@@ -16,7 +16,10 @@ use crate::egress::{DeliveryFilter, DeliveryState, QueueError};
 
 pub fn register(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/deliveries", web::get().to(list_deliveries))
-        .route("/api/v1/deliveries/{id}/retry", web::post().to(retry_delivery));
+        .route(
+            "/api/v1/deliveries/{id}/retry",
+            web::post().to(retry_delivery),
+        );
 }
 
 #[derive(Debug, Deserialize)]

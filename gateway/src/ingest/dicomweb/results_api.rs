@@ -83,14 +83,16 @@ async fn study_results(
     let results = jobs
         .into_iter()
         .map(|job| {
-            let retrieve_url = job.result_sop_uid.as_ref().zip(job.result_series_uid.as_ref()).map(
-                |(sop, series)| {
+            let retrieve_url = job
+                .result_sop_uid
+                .as_ref()
+                .zip(job.result_series_uid.as_ref())
+                .map(|(sop, series)| {
                     format!(
                         "{}/studies/{study}/series/{series}/instances/{sop}",
                         super::BASE_PATH
                     )
-                },
-            );
+                });
             let model_info = state.models.as_ref().and_then(|models| {
                 let version = job.version.parse().ok()?;
                 let entry = models.get(&job.model, version)?;
