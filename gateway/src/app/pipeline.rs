@@ -92,7 +92,7 @@ pub async fn start(
     let (egress, egress_task) = Egress::spawn(
         queue,
         config.destinations.clone(),
-        config.egress_retry.clone(),
+        config.egress_retry,
         store.layout().root().to_path_buf(),
         config.ae_title.clone(),
         metrics.registry(),
