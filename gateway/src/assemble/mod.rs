@@ -70,14 +70,35 @@ impl Assembler {
     }
 
     fn run(mut self, stop: Receiver<()>) {
+        let mut wait = self.config.poll_interval;
         loop {
-            match stop.recv_timeout(self.config.poll_interval) {
+            match stop.recv_timeout(wait) {
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {}
             }
-            if let Err(e) = self.pass() {
-                tracing::error!(error = %e, "series assembly pass failed; retrying");
+            wait = match self.pass() {
+                Ok(_) => self.next_wait(),
+                Err(e) => {
+                    tracing::error!(error = %e, "series assembly pass failed; retrying");
+                    self.config.poll_interval
+                }
+            };
+        }
+    }
+
+    /// Sleeps until the next series is due, so a series is dispatched within
+    /// milliseconds of its stable time instead of up to a poll interval late;
+    /// never longer than the poll interval, which bounds how late a series
+    /// that arrives meanwhile is seen.
+    fn next_wait(&self) -> Duration {
+        let poll = self.config.poll_interval;
+        match schema::earliest_assembling_ms(&self.conn) {
+            Ok(Some(last)) => {
+                let due = last + self.config.stable_time.as_millis() as i64;
+                let until = (due - crate::time::unix_millis()).max(5) as u64;
+                poll.min(Duration::from_millis(until))
             }
+            _ => poll,
         }
     }
 

@@ -101,3 +101,13 @@ pub fn assembling_count(conn: &Connection) -> rusqlite::Result<i64> {
     .optional()
     .map(|n| n.unwrap_or(0))
 }
+
+/// The earliest last arrival among series still assembling: the next series
+/// becomes ready `stable_time` after it.
+pub fn earliest_assembling_ms(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT MIN(last_received_ms) FROM series_activity WHERE state = 'assembling'",
+        [],
+        |r| r.get(0),
+    )
+}
