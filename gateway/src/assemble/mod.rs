@@ -27,7 +27,7 @@ use crate::route::{Level, RoutesHandle, RoutingInput, evaluate};
 use crate::telemetry::{Metrics, modality_label};
 
 pub use schema::{assembling_count, create_schema, record_arrival};
-pub use series::{ReadySeries, SeriesInstance, load_series};
+pub use series::{ReadySeries, SeriesInstance, load_instance, load_series};
 
 /// When a series counts as complete.
 #[derive(Debug, Clone, Copy)]

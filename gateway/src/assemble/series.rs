@@ -87,12 +87,26 @@ pub fn load_series(
     conn: &Connection,
     series_instance_uid: &str,
 ) -> rusqlite::Result<Option<ReadySeries>> {
+    load(conn, "series_instance_uid", series_instance_uid)
+}
+
+/// One instance as a one-instance series: what an instance-level job needs,
+/// without reading the rest of its series.
+pub fn load_instance(
+    conn: &Connection,
+    sop_instance_uid: &str,
+) -> rusqlite::Result<Option<ReadySeries>> {
+    load(conn, "sop_instance_uid", sop_instance_uid)
+}
+
+/// `column` is one of the two fixed names above, never peer input.
+fn load(conn: &Connection, column: &str, uid: &str) -> rusqlite::Result<Option<ReadySeries>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM instances WHERE series_instance_uid = ?1
+        "SELECT {COLUMNS} FROM instances WHERE {column} = ?1
          ORDER BY instance_number IS NULL, instance_number, sop_instance_uid"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(params![series_instance_uid])?;
+    let mut rows = stmt.query(params![uid])?;
     let mut series: Option<ReadySeries> = None;
     while let Some(r) = rows.next()? {
         let attrs = attributes(r)?;

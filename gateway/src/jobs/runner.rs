@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -11,7 +12,7 @@ use tracing::Instrument as _;
 use super::JobsNotifier;
 use super::models::{ModelCache, ModelUnavailable};
 use super::queue::{self, Job, JobCompletion};
-use crate::assemble::{ReadySeries, SeriesInstance, load_series};
+use crate::assemble::{ReadySeries, SeriesInstance, load_instance, load_series};
 use crate::audit::{self, AuditEntry};
 use crate::egress::{EgressHandle, NewDelivery};
 use crate::infer::{Classification, EngineError, LoadedModel};
@@ -116,7 +117,11 @@ struct Inner {
     egress: Option<EgressHandle>,
     metrics: Metrics,
     notifier: JobsNotifier,
+    depth_refreshed_ms: AtomicI64,
 }
+
+/// Least time between two refreshes of the queue-depth gauge.
+const DEPTH_REFRESH_MS: i64 = 500;
 
 /// What one finished job produced.
 struct Produced {
@@ -147,6 +152,7 @@ impl JobRunner {
                 egress,
                 metrics,
                 notifier,
+                depth_refreshed_ms: AtomicI64::new(0),
             }),
         }
     }
@@ -193,7 +199,20 @@ impl JobRunner {
         }
     }
 
+    /// Updates the queue-depth gauge, at most twice a second: under load
+    /// the counts would otherwise cost more than the jobs' own bookkeeping.
     async fn refresh_depth(&self) {
+        let now = crate::time::unix_millis();
+        let last = self.inner.depth_refreshed_ms.load(Ordering::Relaxed);
+        if now - last < DEPTH_REFRESH_MS
+            || self
+                .inner
+                .depth_refreshed_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
         let counts = self
             .db(|c| {
                 let mut counts = queue::counts(c)?;
@@ -262,8 +281,12 @@ impl JobRunner {
 
     async fn execute(&self, job: &Job) -> Result<(), JobError> {
         let series_uid = job.series_instance_uid.clone();
+        let instance_uid = job.sop_instance_uid.clone();
         let series = self
-            .db(move |c| load_series(c, &series_uid))
+            .db(move |c| match instance_uid {
+                Some(sop) => load_instance(c, &sop),
+                None => load_series(c, &series_uid),
+            })
             .await?
             .ok_or(JobError::SourceGone)?;
         let sources: Vec<SeriesInstance> = match &job.sop_instance_uid {
