@@ -14,7 +14,10 @@
 //! - [`LoadedModel`]: a verified manifest paired with its engine; maps
 //!   scores onto labels and operating points.
 //! - [`EngineError`]: whether a failure is retryable and whose fault it is.
+//! - [`CircuitBreaker`]: per engine and model version, stops calling an
+//!   engine that keeps failing so a route falls back at once.
 
+pub mod circuit;
 mod config;
 mod error;
 mod limit;
@@ -30,6 +33,10 @@ mod test_images;
 
 use futures::future::BoxFuture;
 
+pub use circuit::{
+    AttemptError, CircuitBreaker, CircuitConfig, CircuitOpen, CircuitPolicy, CircuitSnapshot,
+    CircuitState, Failure, Permit, call_with_timeout,
+};
 pub use config::{
     BuiltEngine, EngineConfig, HealthCheck, OnnxConfig, OnnxruntimeConfig, Provider,
     TensorrtOptions, TritonConfig,
