@@ -449,11 +449,11 @@ impl Shared {
 impl Inner {
     /// Moves an open circuit whose time is up to half-open.
     fn expire_open(&mut self, now: Instant) {
-        if let Phase::Open { since, until } = self.phase {
-            if now >= until {
-                self.phase = Phase::HalfOpen { since, probes: 0 };
-                self.generation += 1;
-            }
+        if let Phase::Open { since, until } = self.phase
+            && now >= until
+        {
+            self.phase = Phase::HalfOpen { since, probes: 0 };
+            self.generation += 1;
         }
     }
 
