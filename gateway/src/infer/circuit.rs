@@ -17,13 +17,14 @@
 //! shuts down, which says nothing about the engine. A dropped probe frees
 //! its half-open place so another call can probe.
 
+mod attempt;
+mod clock;
 mod config;
 #[cfg(test)]
 mod tests;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -31,48 +32,9 @@ use serde::Serialize;
 
 use super::error::{EngineError, Fault};
 
+pub use attempt::{AttemptError, call_with_timeout};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{CircuitConfig, CircuitPolicy, MAX_WINDOW_CALLS};
-
-/// Where "now" comes from; tests inject a [`ManualClock`].
-pub trait Clock: Send + Sync + fmt::Debug {
-    fn now(&self) -> Instant;
-}
-
-/// The monotonic system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-}
-
-/// A clock that moves only when told to, for deterministic tests.
-#[derive(Debug, Clone)]
-pub struct ManualClock(Arc<Mutex<Instant>>);
-
-impl ManualClock {
-    pub fn new() -> Self {
-        ManualClock(Arc::new(Mutex::new(Instant::now())))
-    }
-
-    pub fn advance(&self, by: Duration) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) += by;
-    }
-}
-
-impl Default for ManualClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Instant {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
 
 /// The state of a circuit, as a metrics gauge label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -331,61 +293,6 @@ impl Drop for Permit {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.take() {
             shared.record(self.generation, self.probe, Outcome::Neutral);
-        }
-    }
-}
-
-/// Why one attempt at a model gave no result: the reason a route moves to
-/// its next step.
-#[derive(Debug, thiserror::Error)]
-pub enum AttemptError {
-    #[error(transparent)]
-    CircuitOpen(#[from] CircuitOpen),
-    #[error("no answer within {}", humantime::format_duration(*.0))]
-    Timeout(Duration),
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-}
-
-impl AttemptError {
-    /// A bounded label for "fallback activations by route and reason":
-    /// `circuit_open`, `timeout`, or the engine error's label.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            AttemptError::CircuitOpen(_) => "circuit_open",
-            AttemptError::Timeout(_) => "timeout",
-            AttemptError::Engine(e) => e.as_label(),
-        }
-    }
-}
-
-/// Runs one call through `breaker` with a deadline: refused at once while
-/// the circuit is open, otherwise `call` runs under `timeout` and its
-/// outcome is recorded (a timeout counts as an engine failure).
-///
-/// `call` is not polled when the circuit is open; dropping the returned
-/// future drops the permit, which counts as neither outcome.
-pub async fn call_with_timeout<F, T>(
-    breaker: &CircuitBreaker,
-    timeout: Duration,
-    call: F,
-) -> Result<T, AttemptError>
-where
-    F: Future<Output = Result<T, EngineError>>,
-{
-    let permit = breaker.try_acquire()?;
-    match tokio::time::timeout(timeout, call).await {
-        Ok(Ok(value)) => {
-            permit.success();
-            Ok(value)
-        }
-        Ok(Err(error)) => {
-            permit.failure(Failure::from(&error));
-            Err(AttemptError::Engine(error))
-        }
-        Err(_elapsed) => {
-            permit.failure(Failure::Timeout);
-            Err(AttemptError::Timeout(timeout))
         }
     }
 }
