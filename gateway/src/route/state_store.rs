@@ -37,7 +37,9 @@ pub type RouteStates = HashMap<String, RouteState>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteCommand {
     /// Force the fallback chain, until a time (Unix ms) or until unflipped.
-    Flip { until_ms: Option<i64> },
+    Flip {
+        until_ms: Option<i64>,
+    },
     Unflip,
     Pin(Version),
     Unpin,
@@ -49,7 +51,10 @@ pub enum RouteCommand {
     Enable,
     Drain,
     Undrain,
-    SetCanary { version: Version, percent: u8 },
+    SetCanary {
+        version: Version,
+        percent: u8,
+    },
     ClearCanary,
     SetShadow(Version),
     ClearShadow,
@@ -105,9 +110,7 @@ impl RouteCommand {
             }
             Self::Unpin => after.pinned = None,
             Self::Promote(version) => {
-                let serving = before
-                    .promotion
-                    .map_or(route.model.version, |p| p.current);
+                let serving = before.promotion.map_or(route.model.version, |p| p.current);
                 if version == serving {
                     return Err(StateError::AlreadyServing {
                         route: route.name.clone(),
@@ -197,7 +200,12 @@ impl RouteStateStore {
     /// Every route's state in force. Hold the `Arc` for one decision, not
     /// longer, so the next decision sees the next action.
     pub fn snapshot(&self) -> Arc<RouteStates> {
-        Arc::clone(&self.published.read().unwrap_or_else(PoisonError::into_inner))
+        Arc::clone(
+            &self
+                .published
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     /// One route's state in force (the default when none is set).
@@ -289,7 +297,12 @@ impl RouteStateStore {
         request: OperatorRequest<'_>,
         until_ms: Option<i64>,
     ) -> Result<RouteState, StateError> {
-        self.execute(deployment, request, RouteCommand::Flip { until_ms }, no_check)
+        self.execute(
+            deployment,
+            request,
+            RouteCommand::Flip { until_ms },
+            no_check,
+        )
     }
 
     pub fn unflip(
@@ -403,11 +416,10 @@ fn read_all(conn: &Connection) -> Result<RouteStates, StateError> {
     let mut states = RouteStates::new();
     for row in rows {
         let (route, text) = row?;
-        let state = serde_json::from_str(&text)
-            .map_err(|source| StateError::Corrupt {
-                route: route.clone(),
-                source,
-            })?;
+        let state = serde_json::from_str(&text).map_err(|source| StateError::Corrupt {
+            route: route.clone(),
+            source,
+        })?;
         states.insert(route, state);
     }
     Ok(states)

@@ -206,9 +206,24 @@ fn each_operation_changes_the_effective_step() {
     assert_eq!(f.serving(uid).source, VersionSource::Canary);
     f.execute(RouteCommand::ClearCanary).unwrap();
     f.execute(RouteCommand::SetShadow(v1())).unwrap();
-    assert_eq!(f.serving(uid).shadow.unwrap().to_string(), "ct-hyperdensity@1.0.0");
+    assert_eq!(
+        f.serving(uid).shadow.unwrap().to_string(),
+        "ct-hyperdensity@1.0.0"
+    );
     f.execute(RouteCommand::ClearShadow).unwrap();
-    assert_eq!(f.store.get(ROUTE), RouteState::default());
+    // Everything is undone; the rollback is remembered, with nothing left
+    // to roll back to.
+    let rolled_back = Promotion {
+        current: v2(),
+        previous: None,
+    };
+    assert_eq!(
+        f.store.get(ROUTE),
+        RouteState {
+            promotion: Some(rolled_back),
+            ..RouteState::default()
+        }
+    );
 }
 
 #[test]
@@ -337,7 +352,10 @@ fn an_expired_forced_fallback_is_no_longer_forced() {
         ..RouteState::default()
     };
     let at = |now_ms| effective_model(&route(), &state, "1.2.3", now_ms);
-    assert_eq!(at(999).forced_fallback_reason.as_deref(), Some("maintenance"));
+    assert_eq!(
+        at(999).forced_fallback_reason.as_deref(),
+        Some("maintenance")
+    );
     assert_eq!(at(1_000).forced_fallback_reason, None);
 }
 
@@ -354,9 +372,8 @@ fn canary_split_is_deterministic_and_close_to_its_percent() {
     let uids: Vec<String> = (0..10_000)
         .map(|i| format!("1.2.826.0.1.3680043.8.498.{i}"))
         .collect();
-    let on_canary = |uid: &String| {
-        effective_model(&route, &state, uid, 0).source == VersionSource::Canary
-    };
+    let on_canary =
+        |uid: &String| effective_model(&route, &state, uid, 0).source == VersionSource::Canary;
     let first: Vec<bool> = uids.iter().map(on_canary).collect();
     let second: Vec<bool> = uids.iter().map(on_canary).collect();
     assert_eq!(first, second);
@@ -397,7 +414,10 @@ fn every_operation_is_audited_once_and_the_chain_verifies() {
     assert_eq!(promote["after"]["promotion"]["current"], "1.0.0");
     assert_eq!(promote["after"]["promotion"]["previous"], "2.0.0");
     let conn = open_index(f.dir.path());
-    assert_eq!(crate::audit::verify(&conn).unwrap(), Ok(commands.len() as u64));
+    assert_eq!(
+        crate::audit::verify(&conn).unwrap(),
+        Ok(commands.len() as u64)
+    );
 }
 
 fn arbitrary_state() -> impl Strategy<Value = RouteState> {
