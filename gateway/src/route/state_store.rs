@@ -219,6 +219,9 @@ impl RouteStateStore {
     /// the repository with a file that matches its SHA-256, and
     /// `ready_check` to pass for it (the caller loads the model and checks
     /// its health there) before anything changes. Returns the new state.
+    ///
+    /// Blocking (SQLite, hashing the model file, `ready_check`): call it
+    /// from `spawn_blocking`. Other actions wait meanwhile; readers do not.
     pub fn execute(
         &self,
         deployment: Deployment<'_>,
@@ -405,8 +408,8 @@ fn check_model(models: &ModelRepository, model: &ModelId) -> Result<(), StateErr
 }
 
 fn to_json(state: &RouteState) -> serde_json::Value {
-    // A struct of plain fields with string-keyed maps cannot fail to
-    // serialise; `Null` would still be an honest record if it did.
+    // Plain fields, options and strings cannot fail to serialise; `Null`
+    // would still be an honest audit record if they ever did.
     serde_json::to_value(state).unwrap_or(serde_json::Value::Null)
 }
 
