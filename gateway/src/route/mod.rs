@@ -10,6 +10,11 @@
 //!   instance, with a readable reason for every route taken or not.
 //! - [`RoutesHandle`] (`reload.rs`): the live table, reloaded from the file
 //!   without a restart; a bad file keeps the last good table.
+//! - [`RouteState`] (`state.rs`): operator state overlaid on the config
+//!   (forced fallback, pin, promote/rollback, canary, shadow, disable,
+//!   drain) and [`effective_model`], the pure step for one series.
+//! - [`RouteStateStore`] (`state_store.rs`): that state persisted in the
+//!   index, audited, and published to readers without a restart.
 //! - [`test_files`] (`cli.rs`): `dicom-gateway routes test FILE.dcm…`.
 //!
 //! A series may take several routes (fan-out); a series that takes none is
@@ -20,6 +25,8 @@ mod evaluate;
 mod matcher;
 mod parse;
 mod reload;
+mod state;
+mod state_store;
 mod table;
 
 use std::path::PathBuf;
@@ -28,6 +35,12 @@ pub use cli::test_files;
 pub use evaluate::{RouteMatch, RouteMiss, RoutingDecision, RoutingInput, evaluate};
 pub use matcher::Attribute;
 pub use reload::{ReloadOutcome, RoutesHandle, RoutesValidator};
+pub use state::{
+    Canary, EffectiveStep, ForcedFallback, Promotion, RouteState, Shadow, StateError, StateFault,
+    VersionSource, canary_bucket, effective_model,
+};
+pub(crate) use state_store::create_schema as create_state_schema;
+pub use state_store::{Deployment, OperatorRequest, RouteCommand, RouteStateStore, RouteStates};
 pub use table::{EMBEDDED_ROUTES_TOML, Level, Route, RouteTable};
 
 /// Everything that can go wrong with a routes file. All of it is the

@@ -116,6 +116,7 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     crate::auth::create_schema(&conn)?;
     crate::assemble::create_schema(&conn)?;
     crate::jobs::queue::create_schema(&conn)?;
+    crate::route::create_state_schema(&conn)?;
     Ok(conn)
 }
 
