@@ -20,6 +20,7 @@ use ipnet::IpNet;
 pub use env::ENV_PREFIX;
 pub use pipeline::{PipelineConfig, RawPipeline};
 pub use raw::RawConfig;
+pub use validate::{check_ae_title, check_label_name};
 
 /// The configuration compiled into the binary; `serve` with no flags runs on it.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../../config/gateway.toml");

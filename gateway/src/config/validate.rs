@@ -84,8 +84,9 @@ pub fn check_ae_title(value: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Site names become metric label values and path components: keep them tame.
-fn check_site_name(value: &str) -> Result<(), &'static str> {
+/// Names that become metric label values or path segments (sites,
+/// destinations): keep them tame.
+pub fn check_label_name(value: &str) -> Result<(), &'static str> {
     let ok = !value.is_empty()
         && value.len() <= 64
         && value
@@ -136,7 +137,7 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> Result<GatewayConf
         p.push("dimse.max_instance_size: must be greater than zero".into());
     }
     let unknown_ae_site = if d.accept_unknown_ae {
-        if let Err(why) = check_site_name(&d.unknown_ae_site) {
+        if let Err(why) = check_label_name(&d.unknown_ae_site) {
             p.push(format!(
                 "dimse.unknown_ae_site: `{}` {why}",
                 d.unknown_ae_site
@@ -247,7 +248,7 @@ fn validate_sites(raw: &RawConfig, p: &mut Problems) -> Vec<SiteConfig> {
     let mut sites = Vec::new();
     for (i, site) in raw.sites.iter().enumerate() {
         let key = format!("sites[{i}]");
-        if let Err(why) = check_site_name(&site.name) {
+        if let Err(why) = check_label_name(&site.name) {
             p.push(format!("{key}.name: `{}` {why}", site.name));
         }
         if !names.insert(site.name.clone()) {

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::{check_ae_title, check_label_name};
+
 /// One PACS (or other storage SCP) as written in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -118,7 +120,7 @@ pub fn validate(
     let mut typed = Vec::with_capacity(destinations.len());
     for (i, raw) in destinations.iter().enumerate() {
         let key = format!("destinations[{i}]");
-        if let Err(why) = check_destination_name(&raw.name) {
+        if let Err(why) = check_label_name(&raw.name) {
             problems.push(format!("{key}.name: `{}` {why}", raw.name));
         } else if !names.insert(raw.name.as_str()) {
             problems.push(format!("{key}.name: `{}` is used twice", raw.name));
@@ -208,38 +210,6 @@ fn duration(problems: &mut Vec<String>, key: &str, value: &str) -> Duration {
             ));
             Duration::from_secs(1)
         }
-    }
-}
-
-/// PS3.5 AE VR: 1–16 characters of the default repertoire, no backslash or
-/// control characters, not only spaces.
-fn check_ae_title(value: &str) -> Result<(), &'static str> {
-    if value.trim().is_empty() {
-        return Err("is empty");
-    }
-    if value.len() > 16 {
-        return Err("is longer than 16 characters");
-    }
-    if !value
-        .chars()
-        .all(|c| c.is_ascii() && !c.is_ascii_control() && c != '\\')
-    {
-        return Err("has characters outside the DICOM default repertoire");
-    }
-    Ok(())
-}
-
-/// Destination names are metric label values and API path segments.
-fn check_destination_name(value: &str) -> Result<(), &'static str> {
-    let ok = !value.is_empty()
-        && value.len() <= 64
-        && value
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err("must be 1-64 characters of a-z, 0-9, '-' or '_'")
     }
 }
 

@@ -270,19 +270,31 @@ pub struct JobRecord {
     pub error: Option<String>,
 }
 
-/// The jobs of one study, limited to the given sites (`None`: all).
+/// The jobs of one study, limited in SQL to the given sites (`None`: all).
 pub fn jobs_of_study(
     conn: &Connection,
     study_instance_uid: &str,
     sites: Option<&[String]>,
 ) -> rusqlite::Result<Vec<JobRecord>> {
-    let mut stmt = conn.prepare_cached(
+    let site_filter = match sites {
+        None => String::new(),
+        Some(sites) => format!(" AND site IN ({})", vec!["?"; sites.len()].join(", ")),
+    };
+    let sql = format!(
         "SELECT id, level, series_instance_uid, sop_instance_uid, site, route, model, version,
                 state, attempts, created_at, updated_at, engine, model_sha256, step, findings,
                 result_series_uid, result_sop_uid, error_kind, error
-         FROM jobs WHERE study_instance_uid = ?1 ORDER BY id",
-    )?;
-    let rows = stmt.query_map(params![study_instance_uid], |r| {
+         FROM jobs WHERE study_instance_uid = ?{site_filter} ORDER BY id"
+    );
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&study_instance_uid];
+    values.extend(
+        sites
+            .unwrap_or_default()
+            .iter()
+            .map(|s| s as &dyn rusqlite::ToSql),
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(values.as_slice(), |r| {
         let sop: String = r.get(3)?;
         let findings: Option<String> = r.get(15)?;
         Ok(JobRecord {
@@ -308,14 +320,7 @@ pub fn jobs_of_study(
             error: r.get(19)?,
         })
     })?;
-    let all: Vec<JobRecord> = rows.collect::<rusqlite::Result<_>>()?;
-    Ok(match sites {
-        None => all,
-        Some(sites) => all
-            .into_iter()
-            .filter(|j| sites.iter().any(|s| s == &j.site))
-            .collect(),
-    })
+    rows.collect()
 }
 
 /// Jobs by state, for the queue-depth gauge.
