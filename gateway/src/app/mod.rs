@@ -1,6 +1,9 @@
 //! Wires the stages together and runs them until shutdown.
 
+mod control;
 mod pipeline;
+
+pub use control::{ChainStepView, Control, ROUTE_STATUSES, ReloadRefused, ReloadReport, RouteView};
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -46,6 +46,10 @@ pub struct GatewayConfig {
     pub egress_retry: crate::egress::RetryPolicy,
     /// The raw form after overrides, for `check-config` to print.
     pub effective: RawConfig,
+    /// The file this came from (`None`: the embedded default) and the
+    /// command-line overrides applied, so a reload reads it the same way.
+    pub source: Option<PathBuf>,
+    pub cli: CliOverrides,
 }
 
 #[derive(Debug, Clone)]
@@ -144,7 +148,9 @@ pub fn load(path: Option<&Path>, cli: &CliOverrides) -> Result<GatewayConfig, Co
             .map_err(|e| ConfigError(vec![format!("cannot read {}: {e}", path.display())]))?,
         None => EMBEDDED_DEFAULT.to_string(),
     };
-    load_from_str(&text, std::env::vars(), cli)
+    let mut config = load_from_str(&text, std::env::vars(), cli)?;
+    config.source = path.map(Path::to_path_buf);
+    Ok(config)
 }
 
 /// [`load`] without touching the file system or the real environment.

@@ -236,6 +236,8 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> Result<GatewayConf
             destinations,
             egress_retry: retry,
             effective,
+            source: None,
+            cli: cli.clone(),
         })
     } else {
         Err(ConfigError(p.0))

@@ -34,7 +34,7 @@ mod test_images;
 use futures::future::BoxFuture;
 
 pub use circuit::{
-    AttemptError, CircuitBreaker, CircuitConfig, CircuitOpen, CircuitPolicy, CircuitSnapshot,
+    AttemptError, CircuitBreaker, CircuitConfig, CircuitKey, CircuitRegistry, CircuitOpen, CircuitPolicy, CircuitSnapshot,
     CircuitState, Failure, Permit, call_with_timeout,
 };
 pub use config::{

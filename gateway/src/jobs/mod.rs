@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-pub use models::{ModelCache, ModelUnavailable};
+pub use models::{LoadedSummary, ModelCache, ModelUnavailable};
 pub use queue::{Job, JobRecord, NewJob};
 pub use runner::{JobRunner, RunnerConfig};
 
