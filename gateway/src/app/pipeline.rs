@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use crate::assemble::{Assembler, AssemblerStop, AssemblyConfig};
 use crate::config::GatewayConfig;
 use crate::egress::{DeliveryQueue, Egress, EgressHandle};
-use crate::jobs::{JobRunner, JobsNotifier, ModelCache, RunnerConfig};
+use crate::jobs::{JobRunner, JobsNotifier, ModelCache, RunnerConfig, RunnerParts};
 use crate::models::ModelRepository;
 use crate::infer::CircuitRegistry;
 use crate::route::{RouteStateStore, RouteTable, RoutesError, RoutesHandle};
@@ -135,12 +135,18 @@ pub async fn start(
             max_attempts: settings.max_attempts,
             retry_delay: settings.retry_delay,
             poll_interval: Duration::from_secs(1),
+            attempt_timeout: settings.attempt_timeout,
         },
-        store.clone(),
-        models,
-        Some(egress.clone()),
-        metrics.clone(),
-        notifier.clone(),
+        RunnerParts {
+            store: store.clone(),
+            models: Arc::clone(&models),
+            egress: Some(egress.clone()),
+            metrics: metrics.clone(),
+            notifier: notifier.clone(),
+            routes: routes.clone(),
+            states: Arc::clone(&states),
+            circuits: Arc::clone(&circuits),
+        },
     );
     let runners = runner
         .spawn(shutdown_rx)
@@ -156,6 +162,7 @@ pub async fn start(
             poll_interval: poll_interval(settings.stable_time),
         },
         routes,
+        states,
         jobs: notifier,
         metrics: metrics.clone(),
     }
