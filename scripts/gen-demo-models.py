@@ -411,20 +411,21 @@ DRILL_SLOW_PRODUCTS = 8
 
 
 def drill_nan():
-    """score = 0 * sqrt(-max(image)): 0 for images at or below 0 HU (the
-    health check's zeros, pure air), NaN as soon as any pixel is tissue."""
+    """score = r - r with r = sqrt(-max(image)): 0 for images at or below
+    0 HU (the health check's zeros, pure air), NaN as soon as any pixel is
+    tissue. (Not 0 * r: engines may fold a product with zero away.)"""
     x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, 256, 256])
     y = helper.make_tensor_value_info("score", TensorProto.FLOAT, [1, 1])
-    inits = [scalar("zero", 0.0)]
+    inits = []
     nodes = [
         helper.make_node("ReduceMax", ["image"], ["peak"], axes=[1, 2, 3], keepdims=1),
         helper.make_node("Neg", ["peak"], ["negated"]),
         helper.make_node("Sqrt", ["negated"], ["root"]),
-        helper.make_node("Mul", ["root", "zero"], ["flat"]),
+        helper.make_node("Sub", ["root", "root"], ["flat"]),
         helper.make_node("Flatten", ["flat"], ["score"], axis=1),
     ]
     graph = helper.make_graph(nodes, "drill_nan", [x], [y], initializer=inits)
-    return make_model(graph, "drill-nan 1.0.0: 0 * sqrt(-max(image)); NaN for any pixel above 0 HU.")
+    return make_model(graph, "drill-nan 1.0.0: r - r with r = sqrt(-max(image)); NaN for any pixel above 0 HU.")
 
 
 def drill_slow():

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+pub mod peers;
+
 /// The gateway config every test starts from: loopback, free ports, the demo
 /// site, short timeouts so failure paths finish quickly. `extra` is appended.
 pub fn base_config(extra: &str) -> String {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use serde::Serialize;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OnceCell};
 
 use crate::audit::{self, AuditEntry};
 use crate::infer::{EngineConfig, LoadError, LoadedModel};
@@ -35,7 +35,10 @@ pub struct ModelCache {
     /// Replaced whole by a reload; readers clone the `Arc`.
     repository: RwLock<Arc<ModelRepository>>,
     engine: EngineConfig,
-    loaded: Mutex<HashMap<ModelId, LoadedModel>>,
+    /// One cell per version: a load holds only its own cell, so jobs on
+    /// other models go on while a new version loads (a pin or promote
+    /// loads before traffic moves).
+    loaded: Mutex<HashMap<ModelId, Arc<OnceCell<LoadedModel>>>>,
     /// The index database the audit trail lives in; `None` in unit tests.
     audit_db: Option<PathBuf>,
 }
@@ -66,13 +69,15 @@ impl ModelCache {
         &self.engine
     }
 
-    /// The model in service, loading it if needed. Loads are serialised: two
-    /// jobs needing the same new model load it once.
+    /// The model in service, loading it if needed. Two jobs needing the
+    /// same new version load it once; a failed load is tried again by the
+    /// next caller.
     pub async fn get(&self, id: &ModelId) -> Result<LoadedModel, ModelUnavailable> {
-        let mut loaded = self.loaded.lock().await;
-        if let Some(model) = loaded.get(id) {
-            return Ok(model.clone());
-        }
+        let cell = Arc::clone(self.loaded.lock().await.entry(id.clone()).or_default());
+        cell.get_or_try_init(|| self.load(id)).await.cloned()
+    }
+
+    async fn load(&self, id: &ModelId) -> Result<LoadedModel, ModelUnavailable> {
         let repository = self.repository();
         let entry = repository
             .get(&id.name, id.version)
@@ -89,7 +94,6 @@ impl ModelCache {
             }),
         )
         .await;
-        loaded.insert(id.clone(), model.clone());
         Ok(model)
     }
 
@@ -100,6 +104,7 @@ impl ModelCache {
             .lock()
             .await
             .values()
+            .filter_map(|cell| cell.get())
             .map(|m| LoadedSummary {
                 model: m.id().name,
                 version: m.id().version.to_string(),
@@ -119,15 +124,17 @@ impl ModelCache {
         let mut loaded = self.loaded.lock().await;
         let gone: Vec<ModelId> = loaded
             .iter()
-            .filter(|(id, model)| {
-                repository
-                    .get(&id.name, id.version)
-                    .is_none_or(|entry| entry.manifest().sha256 != model.manifest().sha256)
+            .filter(|(id, cell)| {
+                cell.get().is_some_and(|model| {
+                    repository
+                        .get(&id.name, id.version)
+                        .is_none_or(|entry| entry.manifest().sha256 != model.manifest().sha256)
+                })
             })
             .map(|(id, _)| id.clone())
             .collect();
         for id in &gone {
-            if let Some(model) = loaded.remove(id) {
+            if let Some(model) = loaded.remove(id).and_then(|cell| cell.get().cloned()) {
                 tracing::info!(model = %id, "model unloaded");
                 self.audit(
                     "model.unloaded",
