@@ -67,7 +67,7 @@ async fn audit_verify(
     caller
         .require(&state, Operation::VerifyAudit, || json!({}))
         .await?;
-    let report = state.index.run(|conn| verify_report(conn)).await?;
+    let report = state.index.run(verify_report).await?;
     match report.broken {
         Some(chain_break) => {
             tracing::error!(seq = chain_break.seq, reason = %chain_break.reason, "audit trail does not verify");

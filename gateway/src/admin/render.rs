@@ -118,8 +118,8 @@ pub fn route_detail(route: &Value) -> String {
     }
     let _ = writeln!(
         out,
-        "\n{:<28} {:<11} {:<7} {}",
-        "MODEL", "FILE", "LOADED", "CIRCUIT"
+        "\n{:<28} {:<11} {:<7} CIRCUIT",
+        "MODEL", "FILE", "LOADED"
     );
     for step in route["chain"].as_array().into_iter().flatten() {
         let _ = writeln!(

@@ -1,5 +1,5 @@
 use super::*;
-use crate::audit::{AuditEntry, append_to};
+use crate::audit::{AuditEntry, AuditRecord, append_to};
 
 fn record(action: &str, detail: serde_json::Value) -> AuditRecord {
     AuditRecord {
