@@ -517,3 +517,45 @@ async fn operator_actions_reach_a_syslog_receiver() {
         }
     }
 }
+
+#[tokio::test]
+async fn without_the_pipeline_route_requests_say_so_and_audit_and_health_still_answer() {
+    // The harness's base configuration has the pipeline off.
+    let gw = TestGateway::start("");
+    let ada = gw.create_admin_token("ada", "admin");
+    let (status, problem) = gw.admin_get(Some(&ada), "/routes").await;
+    assert_eq!(
+        (status, problem["title"].as_str()),
+        (409, Some("pipeline disabled"))
+    );
+    let (status, _) = gw.admin_post(Some(&ada), "/reload", &json!({})).await;
+    assert_eq!(status, 409);
+    let out = gw.operator_cli(&ada, &["routes", "flip", CT_ROUTE, "--reason", "r"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("pipeline.enabled = false"),
+        "{}",
+        stderr(&out)
+    );
+
+    let (status, health) = gw.admin_get(Some(&ada), "/health").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(
+        (health["status"].as_str(), health["pipeline"].as_bool()),
+        (Some("ok"), Some(false))
+    );
+    let refused = audit_entries(&gw, &ada, "route.flip.refused").await;
+    assert_eq!(refused[0]["detail"]["problem"], "pipeline-disabled");
+    let (status, _) = gw.admin_get(Some(&ada), "/audit/verify").await;
+    assert_eq!(status, 200);
+
+    // Bodies are small JSON objects: a large one is refused before it is read.
+    let big = json!({ "reason": "x".repeat(100 * 1024) });
+    let (status, problem) = gw
+        .admin_post(Some(&ada), &format!("/routes/{CT_ROUTE}/flip"), &big)
+        .await;
+    assert_eq!(
+        (status, problem["title"].as_str()),
+        (413, Some("request body too large"))
+    );
+}
