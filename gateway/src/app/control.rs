@@ -372,6 +372,8 @@ fn restart_required(running: &GatewayConfig, fresh: &GatewayConfig) -> Vec<Strin
     differs("dicomweb", toml_of(&a.dicomweb) != toml_of(&b.dicomweb));
     differs("metrics", toml_of(&a.metrics) != toml_of(&b.metrics));
     differs("pipeline", toml_of(&a.pipeline) != toml_of(&b.pipeline));
+    differs("admin", toml_of(&a.admin) != toml_of(&b.admin));
+    differs("audit", toml_of(&a.audit) != toml_of(&b.audit));
     keys
 }
 

@@ -6,6 +6,7 @@
 //! [`load`] reports every problem at once, so an operator fixes a file in one
 //! pass instead of one error per restart.
 
+mod admin;
 mod env;
 mod pipeline;
 mod raw;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+pub use admin::{AdminConfig, AuditConfig, DEFAULT_ADMIN_LISTEN, RawAdmin, RawAudit};
 pub use env::ENV_PREFIX;
 pub use pipeline::{PipelineConfig, RawPipeline};
 pub use raw::RawConfig;
@@ -44,6 +46,10 @@ pub struct GatewayConfig {
     pub destinations: Vec<crate::egress::Destination>,
     /// Backoff and attempts of the forwarding queue.
     pub egress_retry: crate::egress::RetryPolicy,
+    /// The operator API (its own HTTPS listener).
+    pub admin: AdminConfig,
+    /// Audit trail export.
+    pub audit: AuditConfig,
     /// The raw form after overrides, for `check-config` to print.
     pub effective: RawConfig,
     /// The file this came from (`None`: the embedded default) and the
@@ -133,6 +139,7 @@ pub struct CliOverrides {
     pub dimse_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
 }
 
 /// Every problem found in a configuration, one per line.

@@ -22,6 +22,10 @@ pub struct RawConfig {
     /// Where results are forwarded (DICOM C-STORE SCPs, usually PACS).
     pub destinations: Vec<crate::egress::RawDestination>,
     pub egress: RawEgress,
+    /// The operator API's listener.
+    pub admin: super::admin::RawAdmin,
+    /// Export of the audit trail.
+    pub audit: super::admin::RawAudit,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
