@@ -146,7 +146,10 @@ async fn a_primary_failing_at_run_time_is_given_up_and_the_fallback_result_says_
             .contains("hyperdense blob"),
         "{result}"
     );
-    assert!(result["findings"][0]["positive"].as_bool().unwrap(), "{result}");
+    assert!(
+        result["findings"][0]["positive"].as_bool().unwrap(),
+        "{result}"
+    );
 
     // The SR itself records the step and the reason.
     let sr_uid = result["result_sop_uid"].as_str().unwrap();

@@ -215,7 +215,9 @@ impl Control {
         }
         match &outcome {
             Ok(report) => tracing::info!(actor, ?report, "configuration reloaded"),
-            Err(refused) => tracing::warn!(actor, problems = ?refused.0, "configuration reload refused; the running configuration stays"),
+            Err(refused) => {
+                tracing::warn!(actor, problems = ?refused.0, "configuration reload refused; the running configuration stays")
+            }
         }
         outcome
     }
@@ -224,12 +226,11 @@ impl Control {
         let running = &self.config;
         let source = running.source.clone();
         let cli = running.cli.clone();
-        let fresh = tokio::task::spawn_blocking(move || {
-            crate::config::load(source.as_deref(), &cli)
-        })
-        .await
-        .map_err(|e| ReloadRefused(vec![format!("reload task: {e}")]))?
-        .map_err(|e| ReloadRefused(e.0))?;
+        let fresh =
+            tokio::task::spawn_blocking(move || crate::config::load(source.as_deref(), &cli))
+                .await
+                .map_err(|e| ReloadRefused(vec![format!("reload task: {e}")]))?
+                .map_err(|e| ReloadRefused(e.0))?;
         let restart_required = restart_required(running, &fresh);
 
         let models_dir = running.pipeline.models_dir.clone();
@@ -240,13 +241,7 @@ impl Control {
         let mut problems: Vec<String> = repository
             .invalid()
             .iter()
-            .map(|m| {
-                format!(
-                    "model {}: {}",
-                    m.dir.display(),
-                    m.problems.join("; ")
-                )
-            })
+            .map(|m| format!("model {}: {}", m.dir.display(), m.problems.join("; ")))
             .collect();
         // The routes file as it is now, checked against the new models.
         let table = match &running.pipeline.routes_file {
@@ -255,7 +250,11 @@ impl Control {
                 .and_then(|text| RouteTable::from_toml(&text).map_err(|e| e.problems())),
             None => Ok(RouteTable::embedded_default()),
         };
-        let destinations: Vec<String> = running.destinations.iter().map(|d| d.name.clone()).collect();
+        let destinations: Vec<String> = running
+            .destinations
+            .iter()
+            .map(|d| d.name.clone())
+            .collect();
         match table {
             Ok(table) => {
                 if let Err(e) = table.check(

@@ -10,9 +10,9 @@ use tokio::sync::watch;
 use crate::assemble::{Assembler, AssemblerStop, AssemblyConfig};
 use crate::config::GatewayConfig;
 use crate::egress::{DeliveryQueue, Egress, EgressHandle};
+use crate::infer::CircuitRegistry;
 use crate::jobs::{JobRunner, JobsNotifier, ModelCache, RunnerConfig, RunnerParts};
 use crate::models::ModelRepository;
-use crate::infer::CircuitRegistry;
 use crate::route::{RouteStateStore, RouteTable, RoutesError, RoutesHandle};
 
 use super::Control;

@@ -159,7 +159,11 @@ impl Assembler {
             let state = states.get(&route.name).cloned().unwrap_or_default();
             let step = effective_model(&route, &state, &series.study_instance_uid, now_ms);
             if !step.accepts_new_work {
-                let status = if state.disabled { "disabled" } else { "draining" };
+                let status = if state.disabled {
+                    "disabled"
+                } else {
+                    "draining"
+                };
                 self.metrics
                     .pipeline
                     .skipped_series
@@ -178,7 +182,11 @@ impl Assembler {
                 Level::Series => vec![None],
                 Level::Instance => series.instances.iter().map(Some).collect(),
             };
-            let mut planned = vec![(step.model.clone(), step.source.as_str(), JobPurpose::Production)];
+            let mut planned = vec![(
+                step.model.clone(),
+                step.source.as_str(),
+                JobPurpose::Production,
+            )];
             if let Some(shadow) = &step.shadow {
                 planned.push((shadow.clone(), "shadow", JobPurpose::Shadow));
             }

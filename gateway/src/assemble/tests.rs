@@ -8,10 +8,10 @@ use rusqlite::Connection;
 
 use super::{Assembler, AssemblyConfig, record_arrival};
 use crate::jobs::JobsNotifier;
+use crate::models::ModelRepository;
 use crate::route::{
     Deployment, OperatorRequest, RouteCommand, RouteStateStore, RouteTable, RoutesHandle,
 };
-use crate::models::ModelRepository;
 use crate::store::{IndexRow, IndexedAttributes, index};
 use crate::telemetry::Metrics;
 
@@ -132,10 +132,9 @@ fn operator_state_picks_the_version_adds_shadow_jobs_and_stops_new_work() {
     let path = dir.path().join("index.sqlite");
     let mut writer = index::open(&path).unwrap();
     let store = Arc::new(RouteStateStore::load(index::open(&path).unwrap()).unwrap());
-    let repository = ModelRepository::open(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"),
-    )
-    .unwrap();
+    let repository =
+        ModelRepository::open(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"))
+            .unwrap();
     let table = RouteTable::embedded_default();
     let act = |route: &str, command: RouteCommand| {
         store
@@ -154,8 +153,14 @@ fn operator_state_picks_the_version_adds_shadow_jobs_and_stops_new_work() {
             )
             .unwrap();
     };
-    act("ct-head-hyperdensity", RouteCommand::Pin("1.0.0".parse().unwrap()));
-    act("ct-head-hyperdensity", RouteCommand::SetShadow("2.0.0".parse().unwrap()));
+    act(
+        "ct-head-hyperdensity",
+        RouteCommand::Pin("1.0.0".parse().unwrap()),
+    );
+    act(
+        "ct-head-hyperdensity",
+        RouteCommand::SetShadow("2.0.0".parse().unwrap()),
+    );
     act("radiograph-exposure", RouteCommand::Drain);
 
     arrive(&mut writer, "1.2.3.7", "1.2.3.7.1", "CT", "HEAD");
@@ -174,11 +179,25 @@ fn operator_state_picks_the_version_adds_shadow_jobs_and_stops_new_work() {
     assert_eq!(
         planned,
         [
-            ("1.0.0".into(), "production".into(), "pinned".into(), "[]".into()),
-            ("2.0.0".into(), "shadow".into(), "shadow".into(), "[]".into()),
+            (
+                "1.0.0".into(),
+                "production".into(),
+                "pinned".into(),
+                "[]".into()
+            ),
+            (
+                "2.0.0".into(),
+                "shadow".into(),
+                "shadow".into(),
+                "[]".into()
+            ),
         ]
     );
-    assert_eq!(jobs(&writer, "radiograph-exposure"), 0, "draining takes no new work");
+    assert_eq!(
+        jobs(&writer, "radiograph-exposure"),
+        0,
+        "draining takes no new work"
+    );
     assert_eq!(
         asm.metrics
             .pipeline

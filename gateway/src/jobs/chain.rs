@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::queue::{Job, JobPurpose};
-use crate::infer::{AttemptError, Classification, CircuitBreaker, Failure, LoadedModel};
+use crate::infer::{AttemptError, CircuitBreaker, Classification, Failure, LoadedModel};
 use crate::models::ModelId;
 use crate::route::{RouteState, RouteTable, Terminal};
 
@@ -167,7 +167,12 @@ pub(super) fn publish_circuit(
         crate::infer::CircuitState::HalfOpen,
     ] {
         gauge
-            .with_label_values(&[engine, model.name.as_str(), version.as_str(), state.as_str()])
+            .with_label_values(&[
+                engine,
+                model.name.as_str(),
+                version.as_str(),
+                state.as_str(),
+            ])
             .set(i64::from(state == now));
     }
 }

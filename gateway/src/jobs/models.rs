@@ -61,7 +61,12 @@ impl ModelCache {
 
     /// The repository in force (a reload may replace it).
     pub fn repository(&self) -> Arc<ModelRepository> {
-        Arc::clone(&self.repository.read().unwrap_or_else(PoisonError::into_inner))
+        Arc::clone(
+            &self
+                .repository
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     /// The engine configuration local models are built with.

@@ -135,7 +135,11 @@ impl JobRunner {
     }
 
     /// Queues the result SR for each of the route's destinations.
-    pub(super) async fn deliver_sr(&self, job: &Job, stored: &StoredResult) -> Result<(), JobError> {
+    pub(super) async fn deliver_sr(
+        &self,
+        job: &Job,
+        stored: &StoredResult,
+    ) -> Result<(), JobError> {
         let delivery = |destination: &String| NewDelivery {
             destination: destination.clone(),
             sop_class_uid: COMPREHENSIVE_SR_STORAGE.to_string(),
@@ -243,8 +247,7 @@ pub(super) fn compare_findings(
     labels(shadow)
         .into_iter()
         .filter_map(|(label, positive, score)| {
-            let (_, prod_positive, prod_score) =
-                production.iter().find(|(l, _, _)| *l == label)?;
+            let (_, prod_positive, prod_score) = production.iter().find(|(l, _, _)| *l == label)?;
             Some((label, positive == *prod_positive, score - prod_score))
         })
         .collect()

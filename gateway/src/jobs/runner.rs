@@ -24,7 +24,7 @@ use super::result::{
 use crate::assemble::{ReadySeries, SeriesInstance, load_instance, load_series};
 use crate::audit::{self, AuditEntry};
 use crate::egress::EgressHandle;
-use crate::infer::{AttemptError, Classification, CircuitRegistry, EngineError, LoadedModel};
+use crate::infer::{AttemptError, CircuitRegistry, Classification, EngineError, LoadedModel};
 use crate::models::PerImage;
 use crate::pixels::{PixelError, image_to_tensor};
 use crate::results::sr::SrError;
@@ -93,10 +93,7 @@ impl JobError {
             Self::Engine(e) => e.is_retryable(),
             Self::Store(e) => e.is_retryable(),
             Self::Index(_) | Self::Egress(_) | Self::Internal(_) => true,
-            Self::SourceGone
-            | Self::Pixels(_)
-            | Self::Result(_)
-            | Self::ShadowFailed(_) => false,
+            Self::SourceGone | Self::Pixels(_) | Self::Result(_) | Self::ShadowFailed(_) => false,
         }
     }
 
@@ -306,8 +303,16 @@ impl JobRunner {
                     given_up,
                 },
             ) => {
-                self.finish_served(job, &series, &sources, index, &model, classification, &given_up)
-                    .await
+                self.finish_served(
+                    job,
+                    &series,
+                    &sources,
+                    index,
+                    &model,
+                    classification,
+                    &given_up,
+                )
+                .await
             }
             (JobPurpose::Production, ChainOutcome::Exhausted { given_up }) => {
                 let terminal = plan.terminal.unwrap_or(Terminal::StoreOnly);
@@ -321,14 +326,20 @@ impl JobRunner {
                     classification,
                     ..
                 },
-            ) => self.finish_shadow(job, &sources, &model, &classification).await,
+            ) => {
+                self.finish_shadow(job, &sources, &model, &classification)
+                    .await
+            }
             (JobPurpose::Shadow, ChainOutcome::Exhausted { given_up }) => Err(
                 JobError::ShadowFailed(step_reason(&given_up).unwrap_or_default()),
             ),
         }
     }
 
-    async fn load_sources(&self, job: &Job) -> Result<(ReadySeries, Vec<SeriesInstance>), JobError> {
+    async fn load_sources(
+        &self,
+        job: &Job,
+    ) -> Result<(ReadySeries, Vec<SeriesInstance>), JobError> {
         let series_uid = job.series_instance_uid.clone();
         let instance_uid = job.sop_instance_uid.clone();
         let series = self
@@ -716,7 +727,6 @@ impl JobRunner {
     }
 }
 
-
 fn max_per_label(mut so_far: Classification, next: Classification) -> Classification {
     for (kept, new) in so_far.labels.iter_mut().zip(next.labels) {
         if new.score > kept.score {
@@ -725,4 +735,3 @@ fn max_per_label(mut so_far: Classification, next: Classification) -> Classifica
     }
     so_far
 }
-

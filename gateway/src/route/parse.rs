@@ -200,19 +200,20 @@ fn validate_route(label: &str, raw: RawRoute, problems: &mut Vec<String>) -> Opt
         }
     }
     let (fallback, terminal) = validate_fallback(label, &raw.fallback, model.as_ref(), problems);
-    let timeout = raw.timeout.as_deref().and_then(|text| {
-        match humantime::parse_duration(text.trim()) {
-            Ok(d) if !d.is_zero() => Some(d),
-            Ok(_) => {
-                problems.push(format!("{label}: timeout must be more than zero"));
-                None
-            }
-            Err(e) => {
-                problems.push(format!("{label}: timeout `{text}` is not a duration: {e}"));
-                None
-            }
-        }
-    });
+    let timeout =
+        raw.timeout
+            .as_deref()
+            .and_then(|text| match humantime::parse_duration(text.trim()) {
+                Ok(d) if !d.is_zero() => Some(d),
+                Ok(_) => {
+                    problems.push(format!("{label}: timeout must be more than zero"));
+                    None
+                }
+                Err(e) => {
+                    problems.push(format!("{label}: timeout `{text}` is not a duration: {e}"));
+                    None
+                }
+            });
     let rollback_to = raw.rollback_to.as_deref().and_then(|text| {
         text.trim()
             .parse::<Version>()

@@ -94,9 +94,7 @@ mod tests {
         let registry = CircuitRegistry::new(CircuitPolicy::default());
         let a = registry.breaker("onnx", &model("1.0.0"));
         for _ in 0..registry.policy().consecutive_failures.get() {
-            a.try_acquire()
-                .unwrap()
-                .failure(Failure::Timeout);
+            a.try_acquire().unwrap().failure(Failure::Timeout);
         }
         let again = registry.breaker("onnx", &model("1.0.0"));
         assert_eq!(again.state(), CircuitState::Open);
