@@ -172,6 +172,27 @@ async fn an_operator_flips_a_route_with_the_cli_and_the_audit_says_who_why_befor
     assert_eq!(ct["status"], "forced_fallback", "{ct}");
     assert_eq!(ct["state"]["forced_fallback"]["reason"], reason);
     assert_eq!(route(&routes, "radiograph-exposure")["status"], "active");
+
+    // Without a restart, the next series skips the primary for the
+    // route's fallback (the embedded route falls back to 1.0.0).
+    let dicomweb = gw.create_token("demo", "read", "");
+    let flipped = small_ct(2, 1601);
+    c_store_all(gw.dimse, "DEMO-SCU", EXPLICIT_VR_LE, &flipped).await;
+    let results = gw
+        .wait_for_results(
+            &dicomweb,
+            &flipped[0].study_instance_uid,
+            1,
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(results[0]["step"], "fallback", "{results:?}");
+    assert_eq!(results[0]["served_version"], "1.0.0", "{results:?}");
+    let why = results[0]["step_reason"].as_str().unwrap();
+    assert!(
+        why.starts_with("ct-hyperdensity@2.0.0: forced") && why.contains(reason),
+        "{why}"
+    );
     let table = stdout(&gw.operator_cli(&alice, &["routes", "list"]));
     assert!(
         table
@@ -205,6 +226,18 @@ async fn an_operator_flips_a_route_with_the_cli_and_the_audit_says_who_why_befor
         stdout(&out),
         stderr(&out)
     );
+    let unflipped = small_ct(2, 1602);
+    c_store_all(gw.dimse, "DEMO-SCU", EXPLICIT_VR_LE, &unflipped).await;
+    let results = gw
+        .wait_for_results(
+            &dicomweb,
+            &unflipped[0].study_instance_uid,
+            1,
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(results[0]["step"], "primary", "{results:?}");
+    assert_eq!(results[0]["served_version"], "2.0.0", "{results:?}");
     let out = gw.operator_cli(
         &alice,
         &[
