@@ -592,3 +592,72 @@ async fn without_the_pipeline_route_requests_say_so_and_audit_and_health_still_a
         (413, Some("request body too large"))
     );
 }
+
+#[tokio::test]
+async fn a_shadow_version_runs_beside_production_and_is_compared_never_stored_in_the_study() {
+    let gw = TestGateway::start_with_config(pipeline_config(""));
+    let admin = gw.create_admin_token("ada", "admin");
+    let out = gw.operator_cli(
+        &admin,
+        &[
+            "routes",
+            "shadow",
+            CT_ROUTE,
+            "--version",
+            "1.0.0",
+            "--reason",
+            "candidate check",
+        ],
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+
+    let dicomweb = gw.create_token("demo", "read", "");
+    let series = small_ct(2, 1701);
+    let study = &series[0].study_instance_uid;
+    c_store_all(gw.dimse, "DEMO-SCU", EXPLICIT_VR_LE, &series).await;
+    let results = gw
+        .wait_for_results(&dicomweb, study, 2, Duration::from_secs(60))
+        .await;
+    let production = results
+        .iter()
+        .find(|r| r["purpose"] == "production")
+        .expect("a production job");
+    assert_eq!(production["served_version"], "2.0.0", "{results:?}");
+    assert!(production["result_sop_uid"].is_string(), "{production}");
+    let shadow = results
+        .iter()
+        .find(|r| r["purpose"] == "shadow")
+        .expect("a shadow job");
+    assert_eq!(shadow["version"], "1.0.0", "{shadow}");
+    assert_eq!(shadow["version_source"], "shadow", "{shadow}");
+    assert_eq!(shadow["step"], "shadow", "{shadow}");
+    assert!(shadow["findings"].is_array(), "{shadow}");
+    assert!(
+        shadow["result_sop_uid"].is_null(),
+        "no SR for a shadow: {shadow}"
+    );
+
+    // The comparison lands once both are done.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let comparison = loop {
+        let results = gw
+            .wait_for_results(&dicomweb, study, 2, Duration::from_secs(10))
+            .await;
+        let shadow = results.iter().find(|r| r["purpose"] == "shadow").unwrap();
+        if shadow["comparison"].is_array() {
+            break shadow["comparison"].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{shadow}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(comparison[0]["label"], "hyperdensity", "{comparison}");
+    assert!(comparison[0]["agree"].is_boolean(), "{comparison}");
+
+    // Only the production SR is in the study.
+    let instances = gw.index().query_row(
+        "SELECT COUNT(*) FROM instances WHERE study_instance_uid = ?1 AND modality = 'SR'",
+        [study],
+        |r| r.get::<_, i64>(0),
+    );
+    assert_eq!(instances.unwrap(), 1);
+}
