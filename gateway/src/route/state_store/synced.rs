@@ -172,3 +172,118 @@ impl RouteStateStore {
         Ok(SyncOutcome::Applied)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::ModelRepository;
+    use crate::route::{ChangeOrigin, Deployment, OperatorRequest, RouteTable};
+
+    const ROUTE: &str = "ct-head-hyperdensity";
+
+    fn store() -> (tempfile::TempDir, RouteStateStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::index::open(&dir.path().join("index.sqlite")).unwrap();
+        (dir, RouteStateStore::load(conn).unwrap())
+    }
+
+    fn change(state: &RouteState, changed_at_ms: i64) -> SyncedChange<'_> {
+        SyncedChange {
+            route: ROUTE,
+            state,
+            changed_at_ms,
+            origin_replica: "gw-b",
+            origin_actor: "bob",
+            origin_action: "route.drain",
+        }
+    }
+
+    fn sync_audits(dir: &tempfile::TempDir) -> i64 {
+        let conn = crate::store::index::open(&dir.path().join("index.sqlite")).unwrap();
+        conn.query_row(
+            "SELECT COUNT(*) FROM audit WHERE actor = ?1",
+            [SYNC_ACTOR],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn later_changes_apply_and_earlier_ones_do_not() {
+        let (dir, store) = store();
+        let mut changes = store.subscribe();
+        let draining = RouteState {
+            draining: true,
+            ..RouteState::default()
+        };
+        let disabled = RouteState {
+            disabled: true,
+            ..RouteState::default()
+        };
+        assert_eq!(
+            store.apply_synced(change(&draining, 1_000)).unwrap(),
+            SyncOutcome::Applied
+        );
+        assert_eq!(store.get(ROUTE), draining);
+        let announced = changes.try_recv().unwrap();
+        assert_eq!(announced.origin, ChangeOrigin::Sync);
+        assert_eq!(announced.actor, "bob");
+
+        let stale = store.apply_synced(change(&disabled, 999)).unwrap();
+        assert_eq!(stale, SyncOutcome::Stale);
+        assert_eq!(store.get(ROUTE), draining);
+        let same = store.apply_synced(change(&draining, 2_000)).unwrap();
+        assert_eq!(same, SyncOutcome::Unchanged);
+        assert_eq!(store.stamped_states().unwrap()[0].changed_at_ms, 2_000);
+        assert_eq!(
+            store.apply_synced(change(&disabled, 2_000)).unwrap(),
+            SyncOutcome::Applied,
+            "as late and different: the shared copy breaks the tie"
+        );
+        assert_eq!(sync_audits(&dir), 2, "one audit entry per applied change");
+        assert!(changes.try_recv().is_ok());
+        assert!(
+            changes.try_recv().is_err(),
+            "nothing announced for stale or unchanged"
+        );
+    }
+
+    #[test]
+    fn a_local_change_is_stamped_after_the_state_it_replaces() {
+        let (_dir, store) = store();
+        let mut changes = store.subscribe();
+        let ahead = crate::time::unix_millis() + 3_600_000;
+        let draining = RouteState {
+            draining: true,
+            ..RouteState::default()
+        };
+        store.apply_synced(change(&draining, ahead)).unwrap();
+        let _ = changes.try_recv();
+        let routes = RouteTable::embedded_default();
+        let models = ModelRepository::open(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"),
+        )
+        .unwrap();
+        let deployment = Deployment {
+            routes: &routes,
+            models: &models,
+        };
+        let request = OperatorRequest {
+            route: ROUTE,
+            actor: "alice",
+            reason: "back in service",
+        };
+        store.set_draining(deployment, request, false).unwrap();
+        let local = changes.try_recv().unwrap();
+        assert_eq!(local.origin, ChangeOrigin::Local);
+        assert_eq!(local.action, "route.undrain");
+        assert!(
+            local.changed_at_ms > ahead,
+            "later than the clock-skewed state"
+        );
+        assert_eq!(
+            store.stamped_states().unwrap()[0].changed_at_ms,
+            local.changed_at_ms
+        );
+    }
+}
