@@ -176,6 +176,39 @@ async fn redis_killed_mid_run_is_a_bypass_and_the_cache_recovers_by_itself() {
 }
 
 #[tokio::test]
+async fn a_hung_redis_costs_at_most_the_timeout_per_operation() {
+    let server = RedisServer::start();
+    let (cache, registry) = redis_cache(plain(&server), Duration::from_secs(60));
+    let key = key(1);
+    cache.put(&key, &result_for(&key, 0.6)).await;
+    server.pause();
+    for _ in 0..3 {
+        let started = Instant::now();
+        assert_eq!(cache.get(&key).await, None);
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(600),
+            "a lookup took {took:?} (timeout 200 ms)"
+        );
+    }
+    let timeouts = counter(
+        &registry,
+        "gateway_cache_bypass_total",
+        &[("reason", "timeout")],
+    );
+    assert_eq!(timeouts, 3);
+    server.resume();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cache.get(&key).await.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the cache did not recover after the pause"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
 async fn redis_down_at_start_is_not_a_start_up_failure() {
     let mut server = RedisServer::start();
     server.kill();

@@ -89,13 +89,16 @@ impl CacheMetrics {
     }
 }
 
-/// Warns about cache trouble at most once per interval and reason, with
-/// the number of occurrences held back meanwhile, and says once when the
-/// backend answers again. A Redis outage under load would otherwise write
-/// one line per image.
+/// Warns about Redis trouble at most once per interval and reason, with
+/// the number of occurrences held back meanwhile, and says once when Redis
+/// answers again. A Redis outage under load would otherwise write one line
+/// per image.
 #[derive(Debug)]
 pub struct TroubleLog {
-    backend: &'static str,
+    /// `memory`, `redis` (the cache) or `route-sync`.
+    component: &'static str,
+    /// What the trouble means for the gateway, the warning's message.
+    consequence: &'static str,
     interval: Duration,
     /// Per reason: when it was last logged, and how often since.
     last: Mutex<HashMap<&'static str, (Option<Instant>, u64)>>,
@@ -103,9 +106,14 @@ pub struct TroubleLog {
 }
 
 impl TroubleLog {
-    pub fn new(backend: &'static str, interval: Duration) -> TroubleLog {
+    pub fn new(
+        component: &'static str,
+        consequence: &'static str,
+        interval: Duration,
+    ) -> TroubleLog {
         TroubleLog {
-            backend,
+            component,
+            consequence,
             interval,
             last: Mutex::new(HashMap::new()),
             degraded: AtomicBool::new(false),
@@ -134,12 +142,13 @@ impl TroubleLog {
         let suppressed = std::mem::replace(entry, (Some(now), 0)).1;
         drop(last);
         tracing::warn!(
-            backend = self.backend,
+            component = self.component,
             op,
             reason,
             error = %error,
             suppressed,
-            "result cache bypassed: inference goes on without it"
+            "{}",
+            self.consequence
         );
         true
     }
@@ -148,7 +157,7 @@ impl TroubleLog {
     /// logged.
     pub fn healthy(&self) {
         if self.degraded.load(Ordering::Relaxed) && self.degraded.swap(false, Ordering::Relaxed) {
-            tracing::info!(backend = self.backend, "result cache answers again");
+            tracing::info!(component = self.component, "redis answers again");
         }
     }
 }

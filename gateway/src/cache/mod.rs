@@ -134,7 +134,11 @@ impl ResultCache {
     ) -> ResultCache {
         ResultCache {
             inner: Arc::new(Inner {
-                log: TroubleLog::new(backend.label(), interval),
+                log: TroubleLog::new(
+                    backend.label(),
+                    "result cache bypassed: inference goes on without it",
+                    interval,
+                ),
                 backend,
                 ttl: config.ttl,
                 prefix: config.key_prefix.clone(),

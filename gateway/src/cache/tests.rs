@@ -258,7 +258,7 @@ async fn a_disabled_cache_never_hits() {
 
 #[test]
 fn the_trouble_log_warns_once_per_interval_and_reason() {
-    let log = TroubleLog::new("redis", Duration::from_secs(60));
+    let log = TroubleLog::new("redis", "bypassed", Duration::from_secs(60));
     assert!(log.trouble("get", "unavailable", &"refused"));
     assert!(!log.trouble("get", "unavailable", &"refused"));
     assert!(!log.trouble("put", "unavailable", &"refused"));

@@ -115,7 +115,16 @@ impl RouteStateSync {
             hash_key: format!("{prefix}:v1:route_state"),
             channel: format!("{prefix}:v1:route_state:changes"),
             metrics: SyncMetrics::register(registry)?,
-            log: TroubleLog::new("route-sync", crate::cache::DEFAULT_WARN_INTERVAL),
+            log: TroubleLog::new(
+                "route-sync",
+                "shared route state unavailable: this replica keeps its last state",
+                crate::cache::DEFAULT_WARN_INTERVAL,
+            ),
+            skipped_log: TroubleLog::new(
+                "route-sync",
+                "shared route state entry skipped: not one this version can read",
+                crate::cache::DEFAULT_WARN_INTERVAL,
+            ),
             last_local: HashMap::new(),
             status: status_tx,
         };
@@ -209,13 +218,14 @@ struct SyncTask {
     store: Arc<RouteStateStore>,
     changes: broadcast::Receiver<RouteStateChange>,
     client: redis::Client,
-    pool: deadpool_redis::Pool,
+    pool: crate::cache::redis::RedisPool,
     timeout: Duration,
     replica_id: String,
     hash_key: String,
     channel: String,
     metrics: SyncMetrics,
     log: TroubleLog,
+    skipped_log: TroubleLog,
     /// The latest local change per route, so a state pushed at reconcile
     /// still names the operator who made it.
     last_local: HashMap<String, RouteStateChange>,

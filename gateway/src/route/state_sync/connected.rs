@@ -268,28 +268,22 @@ impl SyncTask {
             Ok(change) if change.schema == SCHEMA => Some(change),
             Ok(change) => {
                 self.metrics.event("invalid");
-                self.log
-                    .trouble("parse", "schema", &format!("schema {}", change.schema));
+                let schema = format!("schema {}", change.schema);
+                self.skipped_log.trouble("parse", "schema", &schema);
                 None
             }
             Err(e) => {
                 self.metrics.event("invalid");
-                self.log.trouble("parse", "invalid", &e);
+                self.skipped_log.trouble("parse", "invalid", &e);
                 None
             }
         }
     }
 
     /// One command on the pool, within the timeout.
-    async fn command<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> Result<T, String> {
-        let op = async {
-            let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
-            cmd.query_async::<T>(&mut conn)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        tokio::time::timeout(self.timeout, op)
+    async fn command<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, String> {
+        crate::cache::redis::run(&self.pool, self.timeout, cmd)
             .await
-            .unwrap_or_else(|_| Err("redis did not answer in time".into()))
+            .map_err(|e| e.to_string())
     }
 }
