@@ -237,3 +237,20 @@ pub fn cache_config(url: &str, ttl: &str) -> String {
         "[cache]\nkind = \"redis\"\nttl = \"{ttl}\"\n\n[cache.redis]\nurl = \"{url}\"\ntimeout = \"200ms\"\n"
     )
 }
+
+/// `gateway_cache_requests_total{backend, outcome}` of a running gateway
+/// now (0 when absent); outcome is `hit`, `miss` or `bypass`.
+pub fn cache_requests(gw: &crate::TestGateway, backend: &str, outcome: &str) -> f64 {
+    gw.metric_now(&format!(
+        "gateway_cache_requests_total{{backend=\"{backend}\",outcome=\"{outcome}\"}}"
+    ))
+}
+
+/// Every `gateway_cache_bypass_total` sample of a running gateway, summed.
+pub fn cache_bypasses(gw: &crate::TestGateway) -> f64 {
+    gw.metrics_text()
+        .lines()
+        .filter(|line| line.starts_with("gateway_cache_bypass_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

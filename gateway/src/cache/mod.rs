@@ -87,7 +87,7 @@ impl Backend {
 impl ResultCache {
     /// Builds the configured backend and registers its metrics. Does not
     /// connect to Redis: an unreachable Redis is a bypass, not a start-up
-    /// failure.
+    /// failure. Once per registry (the metric families are registered).
     pub fn build(
         config: &CacheConfig,
         registry: &prometheus::Registry,

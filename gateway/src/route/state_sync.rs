@@ -96,6 +96,8 @@ impl RouteStateSync {
     /// Starts sharing `store`'s state through `config`'s Redis. Fails only
     /// on settings that cannot work (unreadable CA file, missing password
     /// variable); an unreachable Redis is retried in the background.
+    /// Call it inside the Tokio runtime (it spawns the task), once per
+    /// store and registry.
     pub fn start(
         store: Arc<RouteStateStore>,
         config: &RedisConfig,
