@@ -19,6 +19,7 @@ pub mod app;
 pub mod assemble;
 pub mod audit;
 pub mod auth;
+pub mod cache;
 pub mod certs;
 pub mod config;
 pub mod egress;

@@ -9,6 +9,8 @@
 //! assert!(out.status.success());
 //! ```
 
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -50,6 +50,8 @@ pub struct GatewayConfig {
     pub admin: AdminConfig,
     /// Audit trail export.
     pub audit: AuditConfig,
+    /// The inference result cache (and Redis for shared route state).
+    pub cache: crate::cache::CacheConfig,
     /// The raw form after overrides, for `check-config` to print.
     pub effective: RawConfig,
     /// The file this came from (`None`: the embedded default) and the

@@ -26,6 +26,8 @@ pub struct RawConfig {
     pub admin: super::admin::RawAdmin,
     /// Export of the audit trail.
     pub audit: super::admin::RawAudit,
+    /// The inference result cache and, with Redis, shared route state.
+    pub cache: crate::cache::RawCacheConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -115,3 +115,20 @@ fn unknown_key_from_environment_is_reported() {
     let err = load_from_str(EMBEDDED_DEFAULT, vars, &CliOverrides::default()).unwrap_err();
     assert!(err.0.iter().any(|p| p.contains("dimse.listem")), "{err}");
 }
+
+#[test]
+fn the_embedded_cache_is_in_memory_and_a_redis_password_is_never_printed() {
+    let config = load_text(EMBEDDED_DEFAULT).unwrap();
+    assert_eq!(config.cache.redis(), None);
+    assert!(matches!(
+        config.cache.backend,
+        crate::cache::CacheBackendConfig::Memory { .. }
+    ));
+    let text = format!("{EMBEDDED_DEFAULT}\n")
+        .replace("kind = \"memory\"", "kind = \"redis\"")
+        .replace("password_env = \"\"", "password = \"hunter2\"");
+    let config = load_text(&text).unwrap();
+    assert!(config.cache.redis().is_some());
+    assert!(!config.to_toml().contains("hunter2"));
+    assert!(!format!("{config:?}").contains("hunter2"));
+}

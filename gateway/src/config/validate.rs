@@ -218,6 +218,15 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> Result<GatewayConf
         }
     };
 
+    let cache = crate::cache::validate(&raw.cache).unwrap_or_else(|problems| {
+        p.0.extend(problems);
+        crate::cache::CacheConfig::memory(1, Duration::from_secs(1))
+    });
+    // `check-config` prints the effective configuration: never a secret.
+    if !effective.cache.redis.password.is_empty() {
+        effective.cache.redis.password = crate::cache::REDACTED.into();
+    }
+
     if p.0.is_empty() {
         Ok(GatewayConfig {
             ae_title: raw.gateway.ae_title.clone(),
@@ -239,6 +248,7 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> Result<GatewayConf
             egress_retry: retry,
             admin,
             audit,
+            cache,
             effective,
             source: None,
             cli: cli.clone(),

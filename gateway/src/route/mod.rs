@@ -15,6 +15,8 @@
 //!   drain) and [`effective_model`], the pure step for one series.
 //! - [`RouteStateStore`] (`state_store.rs`): that state persisted in the
 //!   index, audited, and published to readers without a restart.
+//! - [`RouteStateSync`] (`state_sync.rs`): that state shared between
+//!   replicas through Redis, when configured.
 //! - [`test_files`] (`cli.rs`): `dicom-gateway routes test FILE.dcm…`.
 //!
 //! A series may take several routes (fan-out); a series that takes none is
@@ -27,6 +29,7 @@ mod parse;
 mod reload;
 mod state;
 mod state_store;
+mod state_sync;
 mod table;
 
 use std::path::PathBuf;
@@ -40,7 +43,11 @@ pub use state::{
     VersionSource, canary_bucket, effective_model,
 };
 pub(crate) use state_store::create_schema as create_state_schema;
-pub use state_store::{Deployment, OperatorRequest, RouteCommand, RouteStateStore, RouteStates};
+pub use state_store::{
+    ChangeOrigin, Deployment, OperatorRequest, RouteCommand, RouteStateChange, RouteStateStore,
+    RouteStates, StampedState, SyncOutcome, SyncedChange,
+};
+pub use state_sync::{RouteStateSync, SharedChange, SyncStatus};
 pub use table::{EMBEDDED_ROUTES_TOML, Level, Route, RouteTable, Terminal};
 
 /// Everything that can go wrong with a routes file. All of it is the

@@ -5,11 +5,20 @@
 //! entry in one transaction, then published: readers take an `Arc` snapshot
 //! and see the change on their next series, without a restart. A refused
 //! action changes nothing, in the database or in memory.
+//!
+//! Every change is also announced on [`RouteStateStore::subscribe`], and
+//! `synced.rs` applies changes made on other replicas (see
+//! `route/state_sync.rs`).
+
+mod synced;
+
+pub use synced::{ChangeOrigin, RouteStateChange, StampedState, SyncOutcome, SyncedChange};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::broadcast;
 
 use super::state::{Canary, ForcedFallback, Promotion, RouteState, Shadow, StateError};
 use super::table::{Route, RouteTable};
@@ -188,7 +197,12 @@ pub struct RouteStateStore {
     /// and readers see them in commit order.
     conn: Mutex<Connection>,
     published: RwLock<Arc<RouteStates>>,
+    /// Every change once committed, for the replicas' sync.
+    changes: broadcast::Sender<RouteStateChange>,
 }
+
+/// Changes a slow subscriber may fall behind by before it is told it lagged.
+const CHANGE_BUFFER: usize = 256;
 
 impl RouteStateStore {
     /// Loads every route's state from `conn` (an index connection from
@@ -198,6 +212,7 @@ impl RouteStateStore {
         Ok(RouteStateStore {
             conn: Mutex::new(conn),
             published: RwLock::new(Arc::new(states)),
+            changes: broadcast::channel(CHANGE_BUFFER).0,
         })
     }
 
@@ -210,6 +225,12 @@ impl RouteStateStore {
                 .read()
                 .unwrap_or_else(PoisonError::into_inner),
         )
+    }
+
+    /// Every change from now on, local and synced, once committed and
+    /// published.
+    pub fn subscribe(&self) -> broadcast::Receiver<RouteStateChange> {
+        self.changes.subscribe()
     }
 
     /// One route's state in force (the default when none is set).
@@ -259,10 +280,15 @@ impl RouteStateStore {
         }
 
         let tx = conn.transaction()?;
+        // The stamp orders changes between replicas (last writer wins): a
+        // change is always later than the state it was made on, even when
+        // that state came from a replica whose clock runs ahead.
+        let stamp =
+            now_ms.max(stamp_of(&tx, request.route)?.map_or(i64::MIN, |s| s.saturating_add(1)));
         tx.execute(
             "INSERT INTO route_state (route, state, updated_at_ms) VALUES (?1, ?2, ?3)
              ON CONFLICT (route) DO UPDATE SET state = excluded.state, updated_at_ms = excluded.updated_at_ms",
-            params![request.route, to_json(&after).to_string(), now_ms],
+            params![request.route, to_json(&after).to_string(), stamp],
         )?;
         audit::append(
             &tx,
@@ -279,14 +305,14 @@ impl RouteStateStore {
         )?;
         tx.commit()?;
 
-        let mut published = self
-            .published
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut states = RouteStates::clone(&published);
-        states.insert(request.route.to_string(), after.clone());
-        *published = Arc::new(states);
-        drop(published);
+        self.publish(RouteStateChange {
+            route: request.route.to_string(),
+            state: after.clone(),
+            actor: request.actor.to_string(),
+            action: command.action().to_string(),
+            changed_at_ms: stamp,
+            origin: ChangeOrigin::Local,
+        });
         drop(conn);
         tracing::info!(
             route = request.route,
@@ -295,6 +321,21 @@ impl RouteStateStore {
             "route state changed"
         );
         Ok(after)
+    }
+
+    /// Makes `change` the state readers see, then announces it. Called with
+    /// the connection lock held, after the commit.
+    fn publish(&self, change: RouteStateChange) {
+        let mut published = self
+            .published
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut states = RouteStates::clone(&published);
+        states.insert(change.route.clone(), change.state.clone());
+        *published = Arc::new(states);
+        drop(published);
+        // No subscriber (no sync configured) is not an error.
+        let _ = self.changes.send(change);
     }
 
     /// Forces the fallback chain, until `until_ms` (Unix ms) or an unflip.
@@ -415,6 +456,16 @@ fn to_json(state: &RouteState) -> serde_json::Value {
     // Plain fields, options and strings cannot fail to serialise; `Null`
     // would still be an honest audit record if they ever did.
     serde_json::to_value(state).unwrap_or(serde_json::Value::Null)
+}
+
+/// The stamp (`updated_at_ms`) of `route`'s state, if it has one.
+fn stamp_of(conn: &Connection, route: &str) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT updated_at_ms FROM route_state WHERE route = ?1",
+        [route],
+        |r| r.get(0),
+    )
+    .optional()
 }
 
 fn read_all(conn: &Connection) -> Result<RouteStates, StateError> {
