@@ -31,6 +31,8 @@ pub struct Pipeline {
     runners: Vec<tokio::task::JoinHandle<()>>,
     assembler: Option<(AssemblerStop, std::thread::JoinHandle<()>)>,
     watcher: Option<tokio::task::JoinHandle<()>>,
+    /// Shares operator route state with other replicas through Redis.
+    route_sync: Option<crate::route::RouteStateSync>,
 }
 
 /// How often the assembler looks for ready series: a fraction of the
@@ -96,6 +98,16 @@ pub async fn start(
             .context("cannot load the operator route state")?,
     );
     let circuits = Arc::new(CircuitRegistry::new(settings.circuit));
+    let cache = crate::cache::ResultCache::build(&config.cache, metrics.registry())
+        .context("cannot set up the result cache")?;
+    tracing::info!(backend = cache.backend(), "result cache");
+    let route_sync = match config.cache.redis() {
+        Some(redis) if redis.share_route_state => Some(
+            crate::route::RouteStateSync::start(Arc::clone(&states), redis, metrics.registry())
+                .context("cannot set up shared route state")?,
+        ),
+        _ => None,
+    };
     let control = Arc::new(Control {
         routes: routes.clone(),
         states: Arc::clone(&states),
@@ -146,6 +158,7 @@ pub async fn start(
             routes: routes.clone(),
             states: Arc::clone(&states),
             circuits: Arc::clone(&circuits),
+            cache,
         },
     );
     let runners = runner
@@ -178,6 +191,7 @@ pub async fn start(
         runners,
         assembler: Some(assembler),
         watcher,
+        route_sync,
     })
 }
 
@@ -200,6 +214,9 @@ impl Pipeline {
         }
         if let Some(watcher) = self.watcher.take() {
             watcher.abort();
+        }
+        if let Some(sync) = self.route_sync.take() {
+            sync.stop().await;
         }
     }
 }

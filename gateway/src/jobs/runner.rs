@@ -61,6 +61,8 @@ pub struct RunnerParts {
     pub routes: RoutesHandle,
     pub states: Arc<RouteStateStore>,
     pub circuits: Arc<CircuitRegistry>,
+    /// Results already computed for the same model and input tensor.
+    pub cache: crate::cache::ResultCache,
 }
 
 /// Why a job did not produce its result.
@@ -664,8 +666,10 @@ impl JobRunner {
 
     /// Runs the model on every source image; a series' score per label is
     /// the highest of its images' (any positive slice makes it positive).
-    /// A score that is not a finite number is the engine's failure: no
-    /// result may rest on it.
+    /// An image whose input tensor this model version has already scored
+    /// takes the cached scores instead of an inference. A score that is
+    /// not a finite number is the engine's failure: no result may rest on
+    /// it, and it is never cached.
     async fn classify_all(
         &self,
         job: &Job,
@@ -674,33 +678,59 @@ impl JobRunner {
     ) -> Result<Classification, JobError> {
         let id = model.id();
         let version = id.version.to_string();
+        let cache = &self.inner.parts.cache;
+        let fingerprint = crate::cache::ModelFingerprint::of(model.manifest());
         let mut combined: Option<Classification> = None;
         for source in sources {
             let path = self.inner.data_dir.join(&source.path);
             let manifest = Arc::clone(model.manifest());
-            let tensor = tokio::task::spawn_blocking(move || {
+            let hash_input = cache.is_enabled();
+            let (tensor, input) = tokio::task::spawn_blocking(move || {
                 let object = dicom_object::open_file(&path)
                     .map_err(|e| PixelError::Decode(format!("cannot read stored instance: {e}")))?;
-                image_to_tensor(&object, 0, &manifest.preprocessing, &manifest.input)
+                let tensor =
+                    image_to_tensor(&object, 0, &manifest.preprocessing, &manifest.input)?;
+                let input = hash_input
+                    .then(|| crate::cache::InputDigest::of_tensor(&manifest.input.name, &tensor));
+                Ok::<_, PixelError>((tensor, input))
             })
             .await
             .map_err(|e| JobError::Internal(format!("pixel task: {e}")))??;
-            let started = Instant::now();
-            let result = model.classify(tensor).await.and_then(|c| {
-                match c.labels.iter().find(|l| !l.score.is_finite()) {
-                    Some(bad) => Err(EngineError::Execution(format!(
-                        "output `{}` gave a score that is not a finite number for label `{}`",
-                        bad.output, bad.label
-                    ))),
-                    None => Ok(c),
+            let key = input.map(|input| fingerprint.key(&input));
+            let cached = match &key {
+                Some(key) => cache.get(key).await,
+                None => None,
+            };
+            let classification = match cached {
+                Some(hit) => hit.classification,
+                None => {
+                    let started = Instant::now();
+                    let result = model.classify(tensor).await.and_then(|c| {
+                        match c.labels.iter().find(|l| !l.score.is_finite()) {
+                            Some(bad) => Err(EngineError::Execution(format!(
+                                "output `{}` gave a score that is not a finite number for label `{}`",
+                                bad.output, bad.label
+                            ))),
+                            None => Ok(c),
+                        }
+                    });
+                    let outcome = if result.is_ok() { "ok" } else { "error" };
+                    self.metrics()
+                        .inference_seconds
+                        .with_label_values(&[&job.route, &id.name, &version, outcome])
+                        .observe(started.elapsed().as_secs_f64());
+                    let classification = result?;
+                    if let Some(key) = &key {
+                        let value = crate::cache::CachedResult::new(
+                            key,
+                            classification.clone(),
+                            model.engine_kind(),
+                        );
+                        cache.put(key, &value).await;
+                    }
+                    classification
                 }
-            });
-            let outcome = if result.is_ok() { "ok" } else { "error" };
-            self.metrics()
-                .inference_seconds
-                .with_label_values(&[&job.route, &id.name, &version, outcome])
-                .observe(started.elapsed().as_secs_f64());
-            let classification = result?;
+            };
             combined = Some(match combined {
                 None => classification,
                 Some(so_far) => max_per_label(so_far, classification),

@@ -169,10 +169,19 @@ fn each_operation_changes_the_effective_step() {
         .rollback(f.deployment(), request("rad-ops"), |_| Ok(()))
         .unwrap();
     assert_eq!(f.serving(uid).model.version, v2());
+    // With no promote to undo, rollback goes to the route's `rollback_to`
+    // (1.0.0 in the embedded routes), and no further.
+    f.store
+        .rollback(f.deployment(), request("rad-ops"), |_| Ok(()))
+        .unwrap();
+    assert_eq!(f.serving(uid).model.version, v1());
     let again = f
         .store
         .rollback(f.deployment(), request("rad-ops"), |_| Ok(()));
     assert!(matches!(again, Err(StateError::NoPreviousVersion(_))));
+    f.store
+        .promote(f.deployment(), request("rad-ops"), v2(), |_| Ok(()))
+        .unwrap();
 
     f.store
         .pin(f.deployment(), request("rad-ops"), v1(), |_| Ok(()))
