@@ -6,6 +6,7 @@
 //! [`load`] reports every problem at once, so an operator fixes a file in one
 //! pass instead of one error per restart.
 
+mod drift;
 mod env;
 mod pipeline;
 mod raw;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+pub use drift::{DriftConfig, RawDrift};
 pub use env::ENV_PREFIX;
 pub use pipeline::{PipelineConfig, RawPipeline};
 pub use raw::RawConfig;
@@ -44,6 +46,8 @@ pub struct GatewayConfig {
     pub destinations: Vec<crate::egress::Destination>,
     /// Backoff and attempts of the forwarding queue.
     pub egress_retry: crate::egress::RetryPolicy,
+    /// The drift monitor: bins, baseline, threshold, bounds.
+    pub drift: DriftConfig,
     /// The raw form after overrides, for `check-config` to print.
     pub effective: RawConfig,
 }

@@ -22,6 +22,7 @@ pub struct RawConfig {
     /// Where results are forwarded (DICOM C-STORE SCPs, usually PACS).
     pub destinations: Vec<crate::egress::RawDestination>,
     pub egress: RawEgress,
+    pub drift: super::drift::RawDrift,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

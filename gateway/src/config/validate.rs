@@ -200,6 +200,7 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> Result<GatewayConf
 
     let sites = validate_sites(&raw, &mut p);
     let pipeline = super::pipeline::validate_pipeline(&raw.pipeline, &mut p);
+    let drift = super::drift::validate_drift(&raw.drift, &mut p);
     let (destinations, retry) = match crate::egress::validate(&raw.destinations, &raw.egress.retry)
     {
         Ok(valid) => valid,
@@ -235,6 +236,7 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> Result<GatewayConf
             pipeline,
             destinations,
             egress_retry: retry,
+            drift,
             effective,
         })
     } else {
