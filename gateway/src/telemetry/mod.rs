@@ -4,6 +4,8 @@
 //! AE titles, modalities and outcomes only (bounded sets), never names, IDs,
 //! birth dates or UIDs.
 
+#[cfg(test)]
+mod dashboard_check;
 pub mod drift;
 mod metrics;
 mod metrics_http;
