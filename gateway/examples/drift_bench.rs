@@ -52,14 +52,17 @@ fn main() {
     let metrics = Metrics::with_drift(config.clone());
     let drift = metrics.drift.clone();
     let mut noise = Noise(0x9e37_79b9_7f4a_7c15);
-    let mut observe = |site: &str, scanner: &str, model: &str, noise: &mut Noise| {
+    let observe = |site: &str, scanner: &str, model: &str, noise: &mut Noise| {
         let acquisition = AcquisitionParams {
             kvp: Some(if noise.next() < 0.8 { 120.0 } else { 100.0 }),
             slice_thickness: Some(if noise.next() < 0.5 { 1.0 } else { 5.0 }),
             pixel_spacing: Some(0.4 + 0.2 * noise.next()),
             convolution_kernel: Some(kernels[(noise.next() * 5.0) as usize % 5].to_string()),
         };
-        let scores = [("finding-a", noise.next() as f32), ("finding-b", noise.next() as f32)];
+        let scores = [
+            ("finding-a", noise.next() as f32),
+            ("finding-b", noise.next() as f32),
+        ];
         drift.observe_at(
             &DriftObservation {
                 site,
@@ -124,8 +127,15 @@ fn main() {
     let steady_ns = started.elapsed().as_nanos() as f64 / steady as f64;
 
     let mib = |b: f64| b / (1024.0 * 1024.0);
-    println!("keys                      {keys} ({SITES} sites x {SCANNERS} scanners x {MODELS} models)");
-    println!("quantities per key        {:.1} ({} rows, {} with PSI)", rows.len() as f64 / keys.max(1) as f64, rows.len(), with_psi);
+    println!(
+        "keys                      {keys} ({SITES} sites x {SCANNERS} scanners x {MODELS} models)"
+    );
+    println!(
+        "quantities per key        {:.1} ({} rows, {} with PSI)",
+        rows.len() as f64 / keys.max(1) as f64,
+        rows.len(),
+        with_psi
+    );
     println!("PSI gauge series          {psi_series}");
     println!(
         "monitor state (sizes)     {:.2} MiB ({:.0} bytes per key)",
