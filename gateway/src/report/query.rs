@@ -73,7 +73,7 @@ pub(super) fn job_columns(conn: &Connection) -> rusqlite::Result<JobColumns> {
 fn site_filter(column: &str, sites: Option<&[String]>) -> String {
     match sites {
         None => String::new(),
-        Some(sites) if sites.is_empty() => " AND 0".into(),
+        Some([]) => " AND 0".into(),
         Some(sites) => format!(" AND {column} IN ({})", vec!["?"; sites.len()].join(", ")),
     }
 }

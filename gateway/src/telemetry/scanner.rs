@@ -54,11 +54,14 @@ pub const SCANNER_NONE: &str = "none";
 /// The label of a manufacturer outside [`VENDORS`].
 pub const SCANNER_OTHER: &str = "other";
 
+/// Model labels seen so far, per vendor.
+type SeenModels = HashMap<&'static str, Vec<Arc<str>>>;
+
 /// Folds Manufacturer + ManufacturerModelName into a bounded label set.
 /// Cheap to clone; clones share the first-seen model sets.
 #[derive(Clone, Default)]
 pub struct ScannerLabels {
-    seen: Arc<Mutex<HashMap<&'static str, Vec<Arc<str>>>>>,
+    seen: Arc<Mutex<SeenModels>>,
 }
 
 impl ScannerLabels {
