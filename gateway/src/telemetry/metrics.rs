@@ -36,7 +36,7 @@ pub struct Metrics {
     pub pipeline: super::pipeline::PipelineMetrics,
     /// Per site and scanner: received, latency, errors, fallbacks, cache, findings.
     pub performance: super::performance::PerformanceMetrics,
-    /// The drift monitor (default `[drift]` settings until `configure`d).
+    /// The drift monitor (`[drift]` from `with_drift`; defaults with `new`).
     pub drift: super::drift::DriftHandle,
 }
 
