@@ -9,10 +9,12 @@
 //! `ingest` receives instances and answers peers; `store` makes them durable
 //! (fsynced file, SQLite index) before any success is sent; `sites` decides
 //! who may send; `audit` records decisions in a hash-chained trail;
-//! `telemetry` holds tracing and Prometheus metrics; `config` turns TOML,
+//! `telemetry` holds tracing and Prometheus metrics; `admin` is the
+//! operator's API (routes, models, audit, reload) and its CLI; `config` turns TOML,
 //! environment and flags into one validated [`config::GatewayConfig`];
 //! `app` wires it all and runs it. See ARCHITECTURE.md for the full map.
 
+pub mod admin;
 pub mod app;
 pub mod assemble;
 pub mod audit;

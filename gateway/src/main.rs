@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use dicom_gateway::admin::cli::{AdminTokensCommand, AuditCommand, Connection, RoutesAdminCommand};
 use dicom_gateway::auth::TokenStore;
 use dicom_gateway::config::{self, CliOverrides};
 use dicom_gateway::{app, certs, telemetry};
@@ -34,9 +35,19 @@ enum Command {
     /// The model repository: list versions, verify files against manifests.
     #[command(subcommand)]
     Models(dicom_gateway::models::cli::ModelsCommand),
-    /// Routing rules: which routes files take, and why.
+    /// Routes: test rules on files; list and act on a running gateway's
+    /// routes through its admin API (flip, pin, rollback, drain, …).
     #[command(subcommand)]
     Routes(RoutesCommand),
+    /// The audit trail of a running gateway, through its admin API.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Re-read and check a running gateway's configuration (admin API);
+    /// a refused reload lists every problem and changes nothing.
+    Reload(Connection),
+    /// Operator tokens for the admin API, stored hashed in the data directory.
+    #[command(subcommand)]
+    AdminTokens(AdminTokensCommand),
     /// Reports read from the index database.
     #[command(subcommand)]
     Report(ReportCommand),
@@ -84,6 +95,8 @@ enum RoutesCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    #[command(flatten)]
+    Admin(RoutesAdminCommand),
 }
 
 #[derive(Subcommand)]
@@ -172,6 +185,9 @@ struct ConfigArgs {
     /// Prometheus metrics listen address.
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
+    /// Admin API listen address (loopback by default).
+    #[arg(long)]
+    admin_addr: Option<SocketAddr>,
 }
 
 impl ConfigArgs {
@@ -181,6 +197,7 @@ impl ConfigArgs {
             dimse_addr: self.dimse_addr,
             http_addr: self.http_addr,
             metrics_addr: self.metrics_addr,
+            admin_addr: self.admin_addr,
         };
         config::load(self.config.as_deref(), &overrides)
     }
@@ -212,6 +229,9 @@ fn main() -> ExitCode {
         Command::Tokens(command) => tokens_command(command),
         Command::Models(command) => command.run(),
         Command::Routes(command) => routes_command(command),
+        Command::Audit(command) => command.run(),
+        Command::Reload(connection) => dicom_gateway::admin::cli::reload(connection),
+        Command::AdminTokens(command) => command.run(),
         Command::Report(command) => report_command(command),
         Command::CheckConfig(args) => match args.load() {
             Ok(config) => {
@@ -256,14 +276,17 @@ fn main() -> ExitCode {
 
 fn routes_command(command: RoutesCommand) -> ExitCode {
     use dicom_gateway::route::{RouteTable, test_files};
-    let RoutesCommand::Test {
-        config,
-        routes,
-        site,
-        calling_ae,
-        json,
-        files,
-    } = command;
+    let (config, routes, site, calling_ae, json, files) = match command {
+        RoutesCommand::Admin(command) => return command.run(),
+        RoutesCommand::Test {
+            config,
+            routes,
+            site,
+            calling_ae,
+            json,
+            files,
+        } => (config, routes, site, calling_ae, json, files),
+    };
     let routes_file = match routes {
         Some(file) => Some(file),
         None => match config::load(config.as_deref(), &CliOverrides::default()) {

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+pub mod peers;
+
 /// The gateway config every test starts from: loopback, free ports, the demo
 /// site, short timeouts so failure paths finish quickly. `extra` is appended.
 pub fn base_config(extra: &str) -> String {
@@ -43,6 +45,9 @@ body_timeout = "20s"
 min_free_space = "1MiB"
 
 [metrics]
+listen = "127.0.0.1:0"
+
+[admin]
 listen = "127.0.0.1:0"
 
 [logging]
@@ -86,6 +91,8 @@ pub struct TestGateway {
     pub metrics: SocketAddr,
     /// DICOMweb listener, when enabled.
     pub http: Option<SocketAddr>,
+    /// Admin API listener, when enabled.
+    pub admin: Option<SocketAddr>,
 }
 
 impl TestGateway {
@@ -105,6 +112,7 @@ impl TestGateway {
             dimse: SocketAddr::from(([127, 0, 0, 1], 0)),
             metrics: SocketAddr::from(([127, 0, 0, 1], 0)),
             http: None,
+            admin: None,
         };
         gw.spawn();
         gw
@@ -143,6 +151,7 @@ impl TestGateway {
                 self.dimse = value["dimse"].as_str().unwrap().parse().unwrap();
                 self.metrics = value["metrics"].as_str().unwrap().parse().unwrap();
                 self.http = value["http"].as_str().map(|a| a.parse().unwrap());
+                self.admin = value["admin"].as_str().map(|a| a.parse().unwrap());
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -162,6 +171,17 @@ impl TestGateway {
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// The configuration file the gateway was started with (rewrite it to
+    /// test a reload).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("gateway.toml")
+    }
+
+    /// The temp directory holding the data directory, certificates and log.
+    pub fn test_dir(&self) -> &Path {
+        self.dir.path()
     }
 
     pub fn log(&self) -> String {
@@ -552,4 +572,82 @@ pub async fn c_store_all(
         assert_eq!(ack.status, 0x0000, "C-STORE status {:#06x}", ack.status);
     }
     client.release().await.expect("release");
+}
+
+/// The admin API, the way an operator reaches it: tokens made with the
+/// real CLI, requests over HTTPS, and the `dicom-gateway` operator commands.
+impl TestGateway {
+    /// `https://localhost:PORT` of the admin listener.
+    pub fn admin_url(&self) -> String {
+        let admin = self.admin.expect("admin API enabled");
+        format!("https://localhost:{}", admin.port())
+    }
+
+    /// Creates an operator token with `admin-tokens create` and returns it.
+    pub fn create_admin_token(&self, name: &str, role: &str) -> String {
+        let out = Command::new(gateway_binary())
+            .args(["admin-tokens", "create", "--name", name, "--role", role])
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .env_remove("DICOM_GATEWAY_CONFIG")
+            .output()
+            .expect("run admin-tokens create");
+        assert!(
+            out.status.success(),
+            "admin-tokens create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// `dicom-gateway ARGS…` as an operator with `token`, pointed at this
+    /// gateway's admin API and development CA through the environment.
+    pub fn operator_cli(&self, token: &str, args: &[&str]) -> std::process::Output {
+        Command::new(gateway_binary())
+            .args(args)
+            .env("DICOM_GATEWAY_ADMIN_URL", self.admin_url())
+            .env("DICOM_GATEWAY_ADMIN_CA", self.ca_cert())
+            .env("DICOM_GATEWAY_ADMIN_TOKEN", token)
+            .env_remove("DICOM_GATEWAY_CONFIG")
+            .output()
+            .expect("run dicom-gateway")
+    }
+
+    /// `GET {admin}/v1{path}` → (status, JSON body or Null).
+    pub async fn admin_get(&self, token: Option<&str>, path: &str) -> (u16, serde_json::Value) {
+        let mut request = self
+            .https_client()
+            .get(format!("{}/v1{path}", self.admin_url()));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        admin_answer(request).await
+    }
+
+    /// `POST {admin}/v1{path}` with a JSON body → (status, JSON body).
+    pub async fn admin_post(
+        &self,
+        token: Option<&str>,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self
+            .https_client()
+            .post(format!("{}/v1{path}", self.admin_url()))
+            .json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        admin_answer(request).await
+    }
+}
+
+async fn admin_answer(request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let response = request.send().await.expect("admin API reachable");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("admin API body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
 }

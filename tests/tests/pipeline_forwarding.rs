@@ -2,55 +2,13 @@
 //! C-STORE through the durable queue, survives the destination being down,
 //! and a job interrupted by kill -9 completes exactly once after restart.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use dicom_loadtest::synth::{SeriesSpec, SynthInstance, generate_series};
+use gateway_e2e::peers::{StoreScp, free_port, received};
 use gateway_e2e::{EXPLICIT_VR_LE, TestGateway, c_store_all, dcmtk, pipeline_config};
 
 const RESULT_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A dcmtk `storescp` writing what it receives into `dir`.
-struct StoreScp {
-    child: Child,
-}
-
-impl StoreScp {
-    fn start(port: u16, dir: &Path) -> Self {
-        let child = dcmtk("storescp")
-            .args(["--aetitle", "PACS", "--output-directory"])
-            .arg(dir)
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start storescp (run scripts/test.sh to install dcmtk)");
-        // Ready once it accepts connections.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "storescp did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child }
-    }
-}
-
-impl Drop for StoreScp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The embedded CT head route, forwarding to `pacs`, plus any `more` routes.
 fn routes_with_pacs(more: &str) -> String {
@@ -103,22 +61,6 @@ fn ct_head(instances: usize, seed: u64) -> Vec<SynthInstance> {
     spec.rows = 128;
     spec.columns = 128;
     generate_series(&spec)
-}
-
-/// Files storescp wrote, waiting up to `timeout` for at least `n`.
-fn received(dir: &Path, n: usize, timeout: Duration) -> Vec<PathBuf> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.is_file())
-            .collect();
-        if files.len() >= n || Instant::now() > deadline {
-            return files;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[tokio::test]

@@ -1,6 +1,9 @@
 //! Wires the stages together and runs them until shutdown.
 
+mod control;
 mod pipeline;
+
+pub use control::{ChainStepView, Control, ROUTE_STATUSES, ReloadRefused, ReloadReport, RouteView};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,6 +29,10 @@ pub struct Listeners {
     /// `https` or `http`.
     pub http_scheme: &'static str,
     pub metrics: SocketAddr,
+    /// The admin API; absent when disabled.
+    pub admin: Option<SocketAddr>,
+    /// `https` or `http` (loopback only).
+    pub admin_scheme: &'static str,
     pub pid: u32,
 }
 
@@ -78,6 +85,31 @@ pub async fn run(config: GatewayConfig, shutdown: impl Future<Output = ()>) -> a
     let http_handle = http_server.as_ref().map(|s| s.handle());
     let http_task = http_server.map(tokio::spawn);
 
+    // After DICOMweb, which creates the development certificate the admin
+    // listener shares by default.
+    let (admin_addr, admin_server) = if config.admin.enabled {
+        let state = crate::admin::AdminState {
+            config: config.admin.clone(),
+            control: pipeline.as_ref().map(|p| Arc::clone(&p.control)),
+            index: store.reader(),
+            index_path: store.layout().index_path(),
+            metrics: metrics.clone(),
+            started: std::time::Instant::now(),
+        };
+        let (addr, server) = crate::admin::serve_admin(state)
+            .with_context(|| format!("cannot start the admin API on {}", config.admin.listen))?;
+        (Some(addr), Some(server))
+    } else {
+        (None, None)
+    };
+    let admin_handle = admin_server.as_ref().map(|s| s.handle());
+    let admin_task = admin_server.map(tokio::spawn);
+
+    let (audit_stop, audit_stop_rx) = tokio::sync::watch::channel(false);
+    let audit_export = config.audit.syslog.clone().map(|syslog| {
+        crate::audit::syslog::spawn(syslog, store.layout().index_path(), audit_stop_rx)
+    });
+
     let listeners = Listeners {
         dimse: dimse_addr,
         http: http_addr,
@@ -87,12 +119,18 @@ pub async fn run(config: GatewayConfig, shutdown: impl Future<Output = ()>) -> a
             "http"
         },
         metrics: metrics_addr,
+        admin: admin_addr,
+        admin_scheme: if config.admin.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         pid: std::process::id(),
     };
     let listeners_path = config.data_dir.join(LISTENERS_FILE);
     std::fs::write(&listeners_path, serde_json::to_vec_pretty(&listeners)?)
         .with_context(|| format!("cannot write {}", listeners_path.display()))?;
-    tracing::info!(dimse = %dimse_addr, http = ?http_addr, metrics = %metrics_addr, ae_title = %config.ae_title, "gateway ready");
+    tracing::info!(dimse = %dimse_addr, http = ?http_addr, metrics = %metrics_addr, admin = ?admin_addr, ae_title = %config.ae_title, "gateway ready");
 
     let ctx = Arc::new(DimseContext {
         ae_title: config.ae_title.clone(),
@@ -102,6 +140,13 @@ pub async fn run(config: GatewayConfig, shutdown: impl Future<Output = ()>) -> a
         metrics,
     });
     run_listener(dimse_listener, ctx, shutdown, config.shutdown_grace).await;
+    // Operators cannot act on a pipeline that is stopping.
+    if let Some(handle) = admin_handle {
+        handle.stop(true).await;
+    }
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
     if let Some(pipeline) = pipeline {
         pipeline.stop(config.shutdown_grace).await;
     }
@@ -115,6 +160,11 @@ pub async fn run(config: GatewayConfig, shutdown: impl Future<Output = ()>) -> a
     }
     metrics_handle.stop(true).await;
     let _ = metrics_task.await;
+    // Last, so the entries of the shutdown itself go out too.
+    let _ = audit_stop.send(true);
+    if let Some(task) = audit_export {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+    }
     let _ = std::fs::remove_file(&listeners_path);
     tracing::info!("gateway stopped");
     Ok(())

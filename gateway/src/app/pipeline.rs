@@ -10,15 +10,20 @@ use tokio::sync::watch;
 use crate::assemble::{Assembler, AssemblerStop, AssemblyConfig};
 use crate::config::GatewayConfig;
 use crate::egress::{DeliveryQueue, Egress, EgressHandle};
-use crate::jobs::{JobRunner, JobsNotifier, ModelCache, RunnerConfig};
+use crate::infer::CircuitRegistry;
+use crate::jobs::{JobRunner, JobsNotifier, ModelCache, RunnerConfig, RunnerParts};
 use crate::models::ModelRepository;
-use crate::route::{RouteTable, RoutesError, RoutesHandle};
+use crate::route::{RouteStateStore, RouteTable, RoutesError, RoutesHandle};
+
+use super::Control;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
 /// The running pipeline.
 pub struct Pipeline {
     pub repository: Arc<ModelRepository>,
+    /// Operator actions, live views and reload, for the admin API.
+    pub control: Arc<Control>,
     /// The forwarding queue, for the API (deliveries, dead letters).
     pub egress: EgressHandle,
     egress_task: Option<tokio::task::JoinHandle<()>>,
@@ -52,12 +57,19 @@ pub async fn start(
         tracing::warn!(dir = %invalid.dir.display(), problems = ?invalid.problems, "model version skipped");
     }
 
-    let known = Arc::clone(&repository);
+    let models = Arc::new(
+        ModelCache::new(Arc::clone(&repository), settings.engine.clone())
+            .with_audit(store.layout().index_path()),
+    );
+    // Routes are checked against the repository in force, which an admin
+    // reload may replace.
+    let known = Arc::clone(&models);
     let destination_names: Vec<String> =
         config.destinations.iter().map(|d| d.name.clone()).collect();
     let validator = Arc::new(move |table: &RouteTable| -> Result<(), RoutesError> {
+        let repository = known.repository();
         table.check(
-            &|id| known.get(&id.name, id.version).is_some(),
+            &|id| repository.get(&id.name, id.version).is_some(),
             &destination_names,
         )
     });
@@ -69,10 +81,6 @@ pub async fn start(
         .is_some()
         .then(|| routes.spawn_watcher(settings.routes_reload_interval));
 
-    let models = Arc::new(ModelCache::new(
-        Arc::clone(&repository),
-        settings.engine.clone(),
-    ));
     // Load every routed model now: a broken one shows at start, and the
     // first series does not wait for a load.
     for route in routes.current().routes() {
@@ -80,6 +88,24 @@ pub async fn start(
             tracing::error!(route = %route.name, model = %route.model, error = %e, "model cannot serve; its jobs will fail");
         }
     }
+
+    let states = Arc::new(
+        crate::store::index::open(&store.layout().index_path())
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .and_then(|conn| RouteStateStore::load(conn).map_err(|e| anyhow::anyhow!("{e}")))
+            .context("cannot load the operator route state")?,
+    );
+    let circuits = Arc::new(CircuitRegistry::new(settings.circuit));
+    let control = Arc::new(Control {
+        routes: routes.clone(),
+        states: Arc::clone(&states),
+        models: Arc::clone(&models),
+        circuits: Arc::clone(&circuits),
+        metrics: metrics.clone(),
+        index_path: store.layout().index_path(),
+        config: config.clone(),
+    });
+    control.refresh_state_metrics();
 
     let notifier = JobsNotifier::default();
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -109,12 +135,18 @@ pub async fn start(
             max_attempts: settings.max_attempts,
             retry_delay: settings.retry_delay,
             poll_interval: Duration::from_secs(1),
+            attempt_timeout: settings.attempt_timeout,
         },
-        store.clone(),
-        models,
-        Some(egress.clone()),
-        metrics.clone(),
-        notifier.clone(),
+        RunnerParts {
+            store: store.clone(),
+            models: Arc::clone(&models),
+            egress: Some(egress.clone()),
+            metrics: metrics.clone(),
+            notifier: notifier.clone(),
+            routes: routes.clone(),
+            states: Arc::clone(&states),
+            circuits: Arc::clone(&circuits),
+        },
     );
     let runners = runner
         .spawn(shutdown_rx)
@@ -130,6 +162,7 @@ pub async fn start(
             poll_interval: poll_interval(settings.stable_time),
         },
         routes,
+        states,
         jobs: notifier,
         metrics: metrics.clone(),
     }
@@ -138,6 +171,7 @@ pub async fn start(
 
     Ok(Pipeline {
         repository,
+        control,
         egress,
         egress_task: Some(egress_task),
         shutdown,

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use crate::jobs::{JobsNotifier, NewJob};
-use crate::route::{Level, RoutesHandle, RoutingInput, evaluate};
+use crate::jobs::{JobPurpose, JobsNotifier, NewJob};
+use crate::route::{Level, RouteStateStore, RoutesHandle, RoutingInput, effective_model, evaluate};
 use crate::telemetry::{Metrics, modality_label};
 
 pub use schema::{assembling_count, create_schema, record_arrival};
@@ -46,6 +46,9 @@ pub struct Assembler {
     pub conn: Connection,
     pub config: AssemblyConfig,
     pub routes: RoutesHandle,
+    /// Operator state: which version serves, canary and shadow, and
+    /// whether a route takes new work.
+    pub states: std::sync::Arc<RouteStateStore>,
     pub jobs: JobsNotifier,
     pub metrics: Metrics,
 }
@@ -149,31 +152,65 @@ impl Assembler {
             return Vec::new();
         }
         let mut jobs = Vec::new();
+        let states = self.states.snapshot();
+        let now_ms = crate::time::unix_millis();
         for matched in decision.matched {
             let route = matched.route;
+            let state = states.get(&route.name).cloned().unwrap_or_default();
+            let step = effective_model(&route, &state, &series.study_instance_uid, now_ms);
+            if !step.accepts_new_work {
+                let status = if state.disabled {
+                    "disabled"
+                } else {
+                    "draining"
+                };
+                self.metrics
+                    .pipeline
+                    .skipped_series
+                    .with_label_values(&[route.name.as_str(), status])
+                    .inc();
+                tracing::info!(site = %series.site, route = %route.name, status, "series not started: route takes no new work");
+                continue;
+            }
             self.metrics
                 .pipeline
                 .routed_series
                 .with_label_values(&[series.site.as_str(), route.name.as_str()])
                 .inc();
-            tracing::info!(site = %series.site, route = %route.name, model = %route.model, reasons = ?matched.reasons, "series routed");
+            tracing::info!(site = %series.site, route = %route.name, model = %step.model, version_source = step.source.as_str(), shadow = ?step.shadow.as_ref().map(ToString::to_string), reasons = ?matched.reasons, "series routed");
             let targets: Vec<Option<&SeriesInstance>> = match route.level {
                 Level::Series => vec![None],
                 Level::Instance => series.instances.iter().map(Some).collect(),
             };
-            for target in targets {
-                jobs.push(NewJob {
-                    level: route.level,
-                    study_instance_uid: series.study_instance_uid.clone(),
-                    series_instance_uid: series.series_instance_uid.clone(),
-                    sop_instance_uid: target.map(|i| i.sop_instance_uid.clone()),
-                    site: series.site.clone(),
-                    modality: modality.to_string(),
-                    route: route.name.clone(),
-                    model: route.model.clone(),
-                    destinations: route.destinations.clone(),
-                    ready_after_ms: last_received_ms,
-                });
+            let mut planned = vec![(
+                step.model.clone(),
+                step.source.as_str(),
+                JobPurpose::Production,
+            )];
+            if let Some(shadow) = &step.shadow {
+                planned.push((shadow.clone(), "shadow", JobPurpose::Shadow));
+            }
+            for (model, version_source, purpose) in planned {
+                for target in &targets {
+                    jobs.push(NewJob {
+                        level: route.level,
+                        study_instance_uid: series.study_instance_uid.clone(),
+                        series_instance_uid: series.series_instance_uid.clone(),
+                        sop_instance_uid: target.map(|i| i.sop_instance_uid.clone()),
+                        site: series.site.clone(),
+                        modality: modality.to_string(),
+                        route: route.name.clone(),
+                        model: model.clone(),
+                        version_source,
+                        purpose,
+                        destinations: match purpose {
+                            JobPurpose::Production => route.destinations.clone(),
+                            // Never forwarded, whatever the route says.
+                            JobPurpose::Shadow => Vec::new(),
+                        },
+                        ready_after_ms: last_received_ms,
+                    });
+                }
             }
         }
         jobs

@@ -13,6 +13,8 @@ pub struct SeriesInstance {
     pub instance_number: Option<i64>,
     /// Relative to the data directory.
     pub path: String,
+    /// As stored, for forwarding the instance unprocessed.
+    pub transfer_syntax_uid: String,
 }
 
 /// A series whose instances have stopped arriving.
@@ -43,7 +45,8 @@ const COLUMNS: &str = "sop_class_uid, sop_instance_uid, study_instance_uid, seri
     study_time, accession_number, study_description, study_id, referring_physician_name,
     modality, series_number, series_description, body_part_examined, protocol_name,
     manufacturer, manufacturer_model_name, station_name, institution_name, series_date,
-    series_time, rows, columns, bits_allocated, number_of_frames, site, calling_ae, path";
+    series_time, rows, columns, bits_allocated, number_of_frames, site, calling_ae, path,
+    transfer_syntax_uid";
 
 fn attributes(r: &Row<'_>) -> rusqlite::Result<IndexedAttributes> {
     Ok(IndexedAttributes {
@@ -115,6 +118,7 @@ fn load(conn: &Connection, column: &str, uid: &str) -> rusqlite::Result<Option<R
             sop_instance_uid: attrs.sop_instance_uid.clone(),
             instance_number: attrs.instance_number,
             path: r.get(32)?,
+            transfer_syntax_uid: r.get(33)?,
         };
         match series.as_mut() {
             Some(s) => s.instances.push(instance),

@@ -8,13 +8,19 @@ use rusqlite::Connection;
 
 use super::{Assembler, AssemblyConfig, record_arrival};
 use crate::jobs::JobsNotifier;
-use crate::route::RoutesHandle;
+use crate::models::ModelRepository;
+use crate::route::{
+    Deployment, OperatorRequest, RouteCommand, RouteStateStore, RouteTable, RoutesHandle,
+};
 use crate::store::{IndexRow, IndexedAttributes, index};
 use crate::telemetry::Metrics;
 
 fn assembler(conn: Connection, stable_time: Duration) -> Assembler {
     let routes = RoutesHandle::load(None, Arc::new(|_| Ok(())), &prometheus::Registry::new())
         .expect("embedded routes");
+    let memory = Connection::open_in_memory().unwrap();
+    crate::route::create_state_schema(&memory).unwrap();
+    let states = RouteStateStore::load(memory).expect("an empty state store");
     Assembler {
         conn,
         config: AssemblyConfig {
@@ -22,6 +28,7 @@ fn assembler(conn: Connection, stable_time: Duration) -> Assembler {
             poll_interval: Duration::from_millis(10),
         },
         routes,
+        states: Arc::new(states),
         jobs: JobsNotifier::default(),
         metrics: Metrics::new(),
     }
@@ -117,4 +124,86 @@ fn nothing_is_ready_before_the_stable_time() {
     let mut asm = assembler(index::open(&path).unwrap(), Duration::from_secs(3600));
     assert_eq!(asm.pass().unwrap(), 0);
     assert_eq!(jobs(&writer, "ct-head-hyperdensity"), 0);
+}
+
+#[test]
+fn operator_state_picks_the_version_adds_shadow_jobs_and_stops_new_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.sqlite");
+    let mut writer = index::open(&path).unwrap();
+    let store = Arc::new(RouteStateStore::load(index::open(&path).unwrap()).unwrap());
+    let repository =
+        ModelRepository::open(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"))
+            .unwrap();
+    let table = RouteTable::embedded_default();
+    let act = |route: &str, command: RouteCommand| {
+        store
+            .execute(
+                Deployment {
+                    routes: &table,
+                    models: &repository,
+                },
+                OperatorRequest {
+                    route,
+                    actor: "alice",
+                    reason: "test",
+                },
+                command,
+                |_| Ok(()),
+            )
+            .unwrap();
+    };
+    act(
+        "ct-head-hyperdensity",
+        RouteCommand::Pin("1.0.0".parse().unwrap()),
+    );
+    act(
+        "ct-head-hyperdensity",
+        RouteCommand::SetShadow("2.0.0".parse().unwrap()),
+    );
+    act("radiograph-exposure", RouteCommand::Drain);
+
+    arrive(&mut writer, "1.2.3.7", "1.2.3.7.1", "CT", "HEAD");
+    arrive(&mut writer, "1.2.3.8", "1.2.3.8.1", "DX", "CHEST");
+    let mut asm = assembler(index::open(&path).unwrap(), Duration::ZERO);
+    asm.states = Arc::clone(&store);
+    assert_eq!(asm.pass().unwrap(), 2);
+
+    let planned: Vec<(String, String, String, String)> = writer
+        .prepare("SELECT version, purpose, version_source, destinations FROM jobs ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        planned,
+        [
+            (
+                "1.0.0".into(),
+                "production".into(),
+                "pinned".into(),
+                "[]".into()
+            ),
+            (
+                "2.0.0".into(),
+                "shadow".into(),
+                "shadow".into(),
+                "[]".into()
+            ),
+        ]
+    );
+    assert_eq!(
+        jobs(&writer, "radiograph-exposure"),
+        0,
+        "draining takes no new work"
+    );
+    assert_eq!(
+        asm.metrics
+            .pipeline
+            .skipped_series
+            .with_label_values(&["radiograph-exposure", "draining"])
+            .get(),
+        1
+    );
 }

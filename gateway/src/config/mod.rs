@@ -6,6 +6,7 @@
 //! [`load`] reports every problem at once, so an operator fixes a file in one
 //! pass instead of one error per restart.
 
+mod admin;
 mod drift;
 mod env;
 mod pipeline;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+pub use admin::{AdminConfig, AuditConfig, DEFAULT_ADMIN_LISTEN, RawAdmin, RawAudit};
 pub use drift::{DriftConfig, RawDrift};
 pub use env::ENV_PREFIX;
 pub use pipeline::{PipelineConfig, RawPipeline};
@@ -48,8 +50,16 @@ pub struct GatewayConfig {
     pub egress_retry: crate::egress::RetryPolicy,
     /// The drift monitor: bins, baseline, threshold, bounds.
     pub drift: DriftConfig,
+    /// The operator API (its own HTTPS listener).
+    pub admin: AdminConfig,
+    /// Audit trail export.
+    pub audit: AuditConfig,
     /// The raw form after overrides, for `check-config` to print.
     pub effective: RawConfig,
+    /// The file this came from (`None`: the embedded default) and the
+    /// command-line overrides applied, so a reload reads it the same way.
+    pub source: Option<PathBuf>,
+    pub cli: CliOverrides,
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +143,7 @@ pub struct CliOverrides {
     pub dimse_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
 }
 
 /// Every problem found in a configuration, one per line.
@@ -148,7 +159,9 @@ pub fn load(path: Option<&Path>, cli: &CliOverrides) -> Result<GatewayConfig, Co
             .map_err(|e| ConfigError(vec![format!("cannot read {}: {e}", path.display())]))?,
         None => EMBEDDED_DEFAULT.to_string(),
     };
-    load_from_str(&text, std::env::vars(), cli)
+    let mut config = load_from_str(&text, std::env::vars(), cli)?;
+    config.source = path.map(Path::to_path_buf);
+    Ok(config)
 }
 
 /// [`load`] without touching the file system or the real environment.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::validate::Problems;
-use crate::infer::EngineConfig;
+use crate::infer::{CircuitConfig, CircuitPolicy, EngineConfig};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
@@ -21,7 +21,12 @@ pub struct RawPipeline {
     pub max_attempts: u32,
     pub retry_delay: String,
     pub uid_root: String,
+    /// Default longest time one model may take on one job before the
+    /// route's next step runs (a route's own `timeout` overrides it).
+    pub attempt_timeout: String,
     pub engine: EngineConfig,
+    /// When an engine's breaker opens and how it recovers.
+    pub circuit: CircuitConfig,
 }
 
 impl Default for RawPipeline {
@@ -36,7 +41,9 @@ impl Default for RawPipeline {
             max_attempts: 3,
             retry_delay: "5s".into(),
             uid_root: DEFAULT_UID_ROOT.into(),
+            attempt_timeout: "30s".into(),
             engine: EngineConfig::onnx(),
+            circuit: CircuitConfig::default(),
         }
     }
 }
@@ -53,7 +60,9 @@ pub struct PipelineConfig {
     pub max_attempts: u32,
     pub retry_delay: Duration,
     pub uid_root: String,
+    pub attempt_timeout: Duration,
     pub engine: EngineConfig,
+    pub circuit: CircuitPolicy,
 }
 
 /// Result UIDs are `<root>.<decimal hash>`; this default (a 2.25 root
@@ -98,6 +107,16 @@ pub(super) fn validate_pipeline(raw: &RawPipeline, p: &mut Problems) -> Pipeline
         max_attempts: raw.max_attempts.max(1),
         retry_delay: p.duration("pipeline.retry_delay", &raw.retry_delay),
         uid_root: root.to_string(),
+        attempt_timeout: p.duration("pipeline.attempt_timeout", &raw.attempt_timeout),
         engine: raw.engine.clone(),
+        circuit: raw
+            .circuit
+            .validate("pipeline.circuit")
+            .unwrap_or_else(|problems| {
+                for problem in problems {
+                    p.push(problem);
+                }
+                CircuitPolicy::default()
+            }),
     }
 }

@@ -23,6 +23,10 @@ pub struct RawConfig {
     pub destinations: Vec<crate::egress::RawDestination>,
     pub egress: RawEgress,
     pub drift: super::drift::RawDrift,
+    /// The operator API's listener.
+    pub admin: super::admin::RawAdmin,
+    /// Export of the audit trail.
+    pub audit: super::admin::RawAudit,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

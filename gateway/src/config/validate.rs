@@ -199,6 +199,8 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> Result<GatewayConf
     }
 
     let sites = validate_sites(&raw, &mut p);
+    let admin = super::admin::validate_admin(&raw, cli, &mut p, &mut effective);
+    let audit = super::admin::validate_audit(&raw.audit, &mut p);
     let pipeline = super::pipeline::validate_pipeline(&raw.pipeline, &mut p);
     let drift = super::drift::validate_drift(&raw.drift, &mut p);
     let (destinations, retry) = match crate::egress::validate(&raw.destinations, &raw.egress.retry)
@@ -237,7 +239,11 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> Result<GatewayConf
             destinations,
             egress_retry: retry,
             drift,
+            admin,
+            audit,
             effective,
+            source: None,
+            cli: cli.clone(),
         })
     } else {
         Err(ConfigError(p.0))

@@ -20,6 +20,7 @@
 mod attempt;
 mod clock;
 mod config;
+mod registry;
 #[cfg(test)]
 mod tests;
 
@@ -35,6 +36,7 @@ use super::error::{EngineError, Fault};
 pub use attempt::{AttemptError, call_with_timeout};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{CircuitConfig, CircuitPolicy, MAX_WINDOW_CALLS};
+pub use registry::{CircuitKey, CircuitRegistry};
 
 /// The state of a circuit, as a metrics gauge label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -34,8 +34,8 @@ mod test_images;
 use futures::future::BoxFuture;
 
 pub use circuit::{
-    AttemptError, CircuitBreaker, CircuitConfig, CircuitOpen, CircuitPolicy, CircuitSnapshot,
-    CircuitState, Failure, Permit, call_with_timeout,
+    AttemptError, CircuitBreaker, CircuitConfig, CircuitKey, CircuitOpen, CircuitPolicy,
+    CircuitRegistry, CircuitSnapshot, CircuitState, Failure, Permit, call_with_timeout,
 };
 pub use config::{
     BuiltEngine, EngineConfig, HealthCheck, OnnxConfig, OnnxruntimeConfig, Provider,

@@ -4,17 +4,19 @@
 //! (`results::sr`), stores it through the `store`, and queues it for the
 //! route's destinations (`egress`).
 
+mod chain;
 mod models;
 pub mod queue;
+mod result;
 mod runner;
 
 use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-pub use models::{ModelCache, ModelUnavailable};
-pub use queue::{Job, JobRecord, NewJob};
-pub use runner::{JobRunner, RunnerConfig};
+pub use models::{LoadedSummary, ModelCache, ModelUnavailable};
+pub use queue::{Job, JobPurpose, JobRecord, NewJob};
+pub use runner::{JobRunner, RunnerConfig, RunnerParts};
 
 /// Wakes idle runners when the assembler has queued new jobs.
 #[derive(Clone, Default)]

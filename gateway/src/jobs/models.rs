@@ -1,11 +1,15 @@
 //! Model versions in service for the pipeline: loaded (hash verified,
-//! engine built and health-checked) on first use, then kept.
+//! engine built and health-checked) on first use, then kept. Every load and
+//! unload is audited, so the trail says which file served when.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock};
 
-use tokio::sync::Mutex;
+use serde::Serialize;
+use tokio::sync::{Mutex, OnceCell};
 
+use crate::audit::{self, AuditEntry};
 use crate::infer::{EngineConfig, LoadError, LoadedModel};
 use crate::models::{ModelId, ModelRepository};
 
@@ -18,39 +22,166 @@ pub enum ModelUnavailable {
     Load(#[from] LoadError),
 }
 
+/// A model version in service, for the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadedSummary {
+    pub model: String,
+    pub version: String,
+    pub engine: &'static str,
+    pub sha256: String,
+}
+
 pub struct ModelCache {
-    repository: Arc<ModelRepository>,
+    /// Replaced whole by a reload; readers clone the `Arc`.
+    repository: RwLock<Arc<ModelRepository>>,
     engine: EngineConfig,
-    loaded: Mutex<HashMap<ModelId, LoadedModel>>,
+    /// One cell per version: a load holds only its own cell, so jobs on
+    /// other models go on while a new version loads (a pin or promote
+    /// loads before traffic moves).
+    loaded: Mutex<HashMap<ModelId, Arc<OnceCell<LoadedModel>>>>,
+    /// The index database the audit trail lives in; `None` in unit tests.
+    audit_db: Option<PathBuf>,
 }
 
 impl ModelCache {
     pub fn new(repository: Arc<ModelRepository>, engine: EngineConfig) -> Self {
         Self {
-            repository,
+            repository: RwLock::new(repository),
             engine,
             loaded: Mutex::new(HashMap::new()),
+            audit_db: None,
         }
     }
 
-    pub fn repository(&self) -> &Arc<ModelRepository> {
-        &self.repository
+    /// Records model loads and unloads in the audit trail of this index.
+    pub fn with_audit(mut self, index_path: PathBuf) -> Self {
+        self.audit_db = Some(index_path);
+        self
     }
 
-    /// The model in service, loading it if needed. Loads are serialised: two
-    /// jobs needing the same new model load it once.
+    /// The repository in force (a reload may replace it).
+    pub fn repository(&self) -> Arc<ModelRepository> {
+        Arc::clone(
+            &self
+                .repository
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// The engine configuration local models are built with.
+    pub fn engine_config(&self) -> &EngineConfig {
+        &self.engine
+    }
+
+    /// The model in service, loading it if needed. Two jobs needing the
+    /// same new version load it once; a failed load is tried again by the
+    /// next caller.
     pub async fn get(&self, id: &ModelId) -> Result<LoadedModel, ModelUnavailable> {
-        let mut loaded = self.loaded.lock().await;
-        if let Some(model) = loaded.get(id) {
-            return Ok(model.clone());
-        }
-        let entry = self
-            .repository
+        let cell = Arc::clone(self.loaded.lock().await.entry(id.clone()).or_default());
+        cell.get_or_try_init(|| self.load(id)).await.cloned()
+    }
+
+    async fn load(&self, id: &ModelId) -> Result<LoadedModel, ModelUnavailable> {
+        let repository = self.repository();
+        let entry = repository
             .get(&id.name, id.version)
             .ok_or_else(|| ModelUnavailable::NotInRepository(id.clone()))?;
         let model = LoadedModel::load(entry, &self.engine).await?;
         tracing::info!(model = %id, engine = model.engine_kind(), sha256 = %model.manifest().sha256, "model loaded");
-        loaded.insert(id.clone(), model.clone());
+        self.audit(
+            "model.loaded",
+            serde_json::json!({
+                "model": id.name,
+                "version": id.version.to_string(),
+                "sha256": model.manifest().sha256,
+                "engine": model.engine_kind(),
+            }),
+        )
+        .await;
         Ok(model)
+    }
+
+    /// The versions in service now.
+    pub async fn loaded(&self) -> Vec<LoadedSummary> {
+        let mut list: Vec<LoadedSummary> = self
+            .loaded
+            .lock()
+            .await
+            .values()
+            .filter_map(|cell| cell.get())
+            .map(|m| LoadedSummary {
+                model: m.id().name,
+                version: m.id().version.to_string(),
+                engine: m.engine_kind(),
+                sha256: m.manifest().sha256.clone(),
+            })
+            .collect();
+        list.sort_by(|a, b| (&a.model, &a.version).cmp(&(&b.model, &b.version)));
+        list
+    }
+
+    /// Puts a rescanned repository in force. Versions no longer in it, or
+    /// whose manifest now names another file hash, are unloaded (jobs
+    /// holding them finish first: they hold their own `Arc`). Returns the
+    /// unloaded versions.
+    pub async fn replace_repository(&self, repository: Arc<ModelRepository>) -> Vec<ModelId> {
+        let mut loaded = self.loaded.lock().await;
+        let gone: Vec<ModelId> = loaded
+            .iter()
+            .filter(|(id, cell)| {
+                cell.get().is_some_and(|model| {
+                    repository
+                        .get(&id.name, id.version)
+                        .is_none_or(|entry| entry.manifest().sha256 != model.manifest().sha256)
+                })
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &gone {
+            if let Some(model) = loaded.remove(id).and_then(|cell| cell.get().cloned()) {
+                tracing::info!(model = %id, "model unloaded");
+                self.audit(
+                    "model.unloaded",
+                    serde_json::json!({
+                        "model": id.name,
+                        "version": id.version.to_string(),
+                        "sha256": model.manifest().sha256,
+                        "engine": model.engine_kind(),
+                    }),
+                )
+                .await;
+            }
+        }
+        *self
+            .repository
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = repository;
+        gone
+    }
+
+    async fn audit(&self, action: &'static str, detail: serde_json::Value) {
+        let Some(path) = self.audit_db.clone() else {
+            return;
+        };
+        let written = tokio::task::spawn_blocking(move || -> rusqlite::Result<()> {
+            let mut conn = crate::store::index::open(&path)?;
+            let tx = conn.transaction()?;
+            audit::append(
+                &tx,
+                &AuditEntry {
+                    actor: "system:models".into(),
+                    action: action.into(),
+                    detail,
+                },
+            )?;
+            tx.commit()
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, action, "cannot audit a model change"),
+            Err(e) => tracing::error!(error = %e, action, "cannot audit a model change"),
+        }
     }
 }

@@ -44,14 +44,70 @@ CREATE TABLE IF NOT EXISTS jobs (
     result_sop_uid      TEXT,
     error_kind          TEXT,
     error               TEXT,
+    -- columns below were added after the first release: see MIGRATIONS
+    purpose             TEXT NOT NULL DEFAULT 'production',
+    version_source      TEXT,
+    served_model        TEXT,
+    served_version      TEXT,
+    step_reason         TEXT,
+    comparison          TEXT,
     UNIQUE (series_instance_uid, sop_instance_uid, model, version)
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, not_before_ms, id);
 CREATE INDEX IF NOT EXISTS jobs_study ON jobs (study_instance_uid);
 "#;
 
+/// Columns added since the table was first created, as `ADD COLUMN`
+/// clauses: an index written by an earlier build gains them at start-up.
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("purpose", "purpose TEXT NOT NULL DEFAULT 'production'"),
+    ("version_source", "version_source TEXT"),
+    ("served_model", "served_model TEXT"),
+    ("served_version", "served_version TEXT"),
+    ("step_reason", "step_reason TEXT"),
+    ("comparison", "comparison TEXT"),
+];
+
 pub fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(SCHEMA)
+    conn.execute_batch(SCHEMA)?;
+    let existing: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('jobs')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (column, definition) in MIGRATIONS {
+        if !existing.iter().any(|c| c == column) {
+            conn.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {definition}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Why a job exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobPurpose {
+    /// The route's result: stored in the study and forwarded.
+    Production,
+    /// A candidate version run beside production on the same images: its
+    /// findings are recorded and compared, never stored in the study or
+    /// forwarded, so no clinician sees them.
+    Shadow,
+}
+
+impl JobPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobPurpose::Production => "production",
+            JobPurpose::Shadow => "shadow",
+        }
+    }
+
+    fn parse(text: &str) -> Option<JobPurpose> {
+        match text {
+            "production" => Some(JobPurpose::Production),
+            "shadow" => Some(JobPurpose::Shadow),
+            _ => None,
+        }
+    }
 }
 
 /// A job as the assembler plans it.
@@ -67,6 +123,9 @@ pub struct NewJob {
     pub modality: String,
     pub route: String,
     pub model: ModelId,
+    /// Why this version (`config`, `pinned`, `promoted`, `canary`, `shadow`).
+    pub version_source: &'static str,
+    pub purpose: JobPurpose,
     pub destinations: Vec<String>,
     /// When the series' last instance arrived (Unix ms), for end-to-end latency.
     pub ready_after_ms: i64,
@@ -83,7 +142,9 @@ pub struct Job {
     pub site: String,
     pub modality: String,
     pub route: String,
+    /// The version planned at dispatch; a fallback step may serve instead.
     pub model: ModelId,
+    pub purpose: JobPurpose,
     pub destinations: Vec<String>,
     /// Including the current one.
     pub attempts: u32,
@@ -106,12 +167,24 @@ impl Job {
 /// How a job ended, recorded on its row.
 #[derive(Debug, Clone)]
 pub struct JobCompletion {
-    pub engine: String,
-    pub model_sha256: String,
+    /// The model that produced the findings (`None`: a terminal step).
+    pub served_by: Option<ServedBy>,
+    /// `primary`, `fallback`, `store-only` or `forward-unprocessed`.
     pub step: String,
-    pub findings: serde_json::Value,
-    pub result_series_uid: String,
-    pub result_sop_uid: String,
+    /// Why earlier steps were given up; `None` for the primary.
+    pub step_reason: Option<String>,
+    pub findings: Option<serde_json::Value>,
+    /// The stored result (`None`: a terminal step, or a shadow job).
+    pub result_series_uid: Option<String>,
+    pub result_sop_uid: Option<String>,
+}
+
+/// Exactly what produced a result.
+#[derive(Debug, Clone)]
+pub struct ServedBy {
+    pub model: ModelId,
+    pub sha256: String,
+    pub engine: String,
 }
 
 /// Inserts jobs that do not exist yet; returns how many were new.
@@ -120,8 +193,9 @@ pub fn insert_jobs(tx: &Transaction<'_>, jobs: &[NewJob]) -> rusqlite::Result<us
     let mut stmt = tx.prepare_cached(
         "INSERT OR IGNORE INTO jobs
             (level, study_instance_uid, series_instance_uid, sop_instance_uid, site, modality,
-             route, model, version, destinations, state, ready_after_ms, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued', ?11, ?12, ?12)",
+             route, model, version, destinations, state, ready_after_ms, created_at, updated_at,
+             purpose, version_source)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued', ?11, ?12, ?12, ?13, ?14)",
     )?;
     let mut created = 0;
     for job in jobs {
@@ -140,6 +214,8 @@ pub fn insert_jobs(tx: &Transaction<'_>, jobs: &[NewJob]) -> rusqlite::Result<us
             destinations,
             job.ready_after_ms,
             now,
+            job.purpose.as_str(),
+            job.version_source,
         ])?;
     }
     Ok(created)
@@ -161,7 +237,8 @@ pub fn claim(conn: &Connection, now_ms: i64) -> rusqlite::Result<Option<Job>> {
          WHERE id = (SELECT id FROM jobs WHERE state = 'queued' AND not_before_ms <= ?1
                      ORDER BY not_before_ms, id LIMIT 1)
          RETURNING id, level, study_instance_uid, series_instance_uid, sop_instance_uid, site,
-                   modality, route, model, version, destinations, attempts, ready_after_ms",
+                   modality, route, model, version, destinations, attempts, ready_after_ms,
+                   purpose",
         params![now_ms, crate::time::now_rfc3339()],
         job_from_row,
     )
@@ -173,6 +250,7 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
     let sop: String = r.get(4)?;
     let version: String = r.get(9)?;
     let destinations: String = r.get(10)?;
+    let purpose: String = r.get(13)?;
     let bad = |what: String| {
         rusqlite::Error::FromSqlConversionFailure(
             0,
@@ -197,6 +275,8 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
             name: r.get(8)?,
             version: version.parse().map_err(bad)?,
         },
+        purpose: JobPurpose::parse(&purpose)
+            .ok_or_else(|| bad(format!("job purpose `{purpose}`")))?,
         destinations: serde_json::from_str(&destinations).map_err(|e| bad(e.to_string()))?,
         attempts: r.get(11)?,
         ready_after_ms: r.get(12)?,
@@ -207,18 +287,22 @@ pub fn complete(tx: &Transaction<'_>, id: i64, done: &JobCompletion) -> rusqlite
     tx.execute(
         "UPDATE jobs SET state = 'done', updated_at = ?2, engine = ?3, model_sha256 = ?4,
              step = ?5, findings = ?6, result_series_uid = ?7, result_sop_uid = ?8,
-             error_kind = NULL, error = NULL, finished_ms = ?9
+             error_kind = NULL, error = NULL, finished_ms = ?9, served_model = ?10,
+             served_version = ?11, step_reason = ?12
          WHERE id = ?1",
         params![
             id,
             crate::time::now_rfc3339(),
-            done.engine,
-            done.model_sha256,
+            done.served_by.as_ref().map(|s| s.engine.as_str()),
+            done.served_by.as_ref().map(|s| s.sha256.as_str()),
             done.step,
-            done.findings.to_string(),
+            done.findings.as_ref().map(ToString::to_string),
             done.result_series_uid,
             done.result_sop_uid,
-            crate::time::unix_millis()
+            crate::time::unix_millis(),
+            done.served_by.as_ref().map(|s| s.model.name.as_str()),
+            done.served_by.as_ref().map(|s| s.model.version.to_string()),
+            done.step_reason,
         ],
     )?;
     Ok(())
@@ -254,8 +338,16 @@ pub struct JobRecord {
     pub sop_instance_uid: Option<String>,
     pub site: String,
     pub route: String,
+    /// `production`, or `shadow` (findings only, never stored in the study).
+    pub purpose: String,
+    /// The version planned at dispatch, and why it was chosen.
     pub model: String,
     pub version: String,
+    pub version_source: Option<String>,
+    /// The model version that produced the findings (a fallback may
+    /// differ from the planned one); absent for terminal steps.
+    pub served_model: Option<String>,
+    pub served_version: Option<String>,
     pub state: String,
     pub attempts: i64,
     pub created_at: String,
@@ -263,7 +355,10 @@ pub struct JobRecord {
     pub engine: Option<String>,
     pub model_sha256: Option<String>,
     pub step: Option<String>,
+    pub step_reason: Option<String>,
     pub findings: Option<serde_json::Value>,
+    /// A shadow job's agreement with production, label by label.
+    pub comparison: Option<serde_json::Value>,
     pub result_series_uid: Option<String>,
     pub result_sop_uid: Option<String>,
     pub error_kind: Option<String>,
@@ -283,7 +378,8 @@ pub fn jobs_of_study(
     let sql = format!(
         "SELECT id, level, series_instance_uid, sop_instance_uid, site, route, model, version,
                 state, attempts, created_at, updated_at, engine, model_sha256, step, findings,
-                result_series_uid, result_sop_uid, error_kind, error
+                result_series_uid, result_sop_uid, error_kind, error, purpose, version_source,
+                served_model, served_version, step_reason, comparison
          FROM jobs WHERE study_instance_uid = ?{site_filter} ORDER BY id"
     );
     let mut values: Vec<&dyn rusqlite::ToSql> = vec![&study_instance_uid];
@@ -297,6 +393,7 @@ pub fn jobs_of_study(
     let rows = stmt.query_map(values.as_slice(), |r| {
         let sop: String = r.get(3)?;
         let findings: Option<String> = r.get(15)?;
+        let comparison: Option<String> = r.get(25)?;
         Ok(JobRecord {
             id: r.get(0)?,
             level: r.get(1)?,
@@ -304,8 +401,12 @@ pub fn jobs_of_study(
             sop_instance_uid: (!sop.is_empty()).then_some(sop),
             site: r.get(4)?,
             route: r.get(5)?,
+            purpose: r.get(20)?,
             model: r.get(6)?,
             version: r.get(7)?,
+            version_source: r.get(21)?,
+            served_model: r.get(22)?,
+            served_version: r.get(23)?,
             state: r.get(8)?,
             attempts: r.get(9)?,
             created_at: r.get(10)?,
@@ -313,7 +414,9 @@ pub fn jobs_of_study(
             engine: r.get(12)?,
             model_sha256: r.get(13)?,
             step: r.get(14)?,
+            step_reason: r.get(24)?,
             findings: findings.and_then(|f| serde_json::from_str(&f).ok()),
+            comparison: comparison.and_then(|f| serde_json::from_str(&f).ok()),
             result_series_uid: r.get(16)?,
             result_sop_uid: r.get(17)?,
             error_kind: r.get(18)?,
@@ -328,4 +431,49 @@ pub fn counts(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
     let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
+}
+
+/// The finished job of the other purpose on the same work (the production
+/// job of a shadow job, or the reverse): its id and findings.
+pub fn counterpart_findings(
+    conn: &Connection,
+    job: &Job,
+) -> rusqlite::Result<Option<(i64, serde_json::Value)>> {
+    let other = match job.purpose {
+        JobPurpose::Production => JobPurpose::Shadow,
+        JobPurpose::Shadow => JobPurpose::Production,
+    };
+    let found: Option<(i64, Option<String>)> = conn
+        .query_row(
+            "SELECT id, findings FROM jobs
+             WHERE series_instance_uid = ?1 AND sop_instance_uid = ?2 AND route = ?3
+               AND purpose = ?4 AND state = 'done'
+             ORDER BY id DESC LIMIT 1",
+            params![
+                job.series_instance_uid,
+                job.sop_instance_uid.as_deref().unwrap_or(""),
+                job.route,
+                other.as_str()
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(found.and_then(|(id, findings)| {
+        findings
+            .and_then(|f| serde_json::from_str(&f).ok())
+            .map(|f| (id, f))
+    }))
+}
+
+/// Records a shadow job's comparison with production.
+pub fn set_comparison(
+    conn: &Connection,
+    shadow_job: i64,
+    comparison: &serde_json::Value,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE jobs SET comparison = ?2 WHERE id = ?1",
+        params![shadow_job, comparison.to_string()],
+    )?;
+    Ok(())
 }

@@ -1,4 +1,7 @@
-//! Runs claimed jobs: pixels → engine → SR → store → egress queue.
+//! Runs claimed jobs: pixels → engine (the route's chain of models, each
+//! behind its circuit breaker and the attempt timeout) → SR → store →
+//! egress queue; or, when every model has been given up, the route's
+//! terminal step.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,25 +13,24 @@ use tokio::sync::watch;
 use tracing::Instrument as _;
 
 use super::JobsNotifier;
-use super::models::{ModelCache, ModelUnavailable};
-use super::queue::{self, Job, JobCompletion};
+use super::chain::{
+    AttemptResult, ChainOutcome, GivenUp, Plan, publish_circuit, record, step_name, step_reason,
+};
+use super::models::ModelCache;
+use super::queue::{self, Job, JobCompletion, JobPurpose};
+use super::result::{
+    Step, compare_findings, completion_detail, failure_detail, findings_json, served_by,
+};
 use crate::assemble::{ReadySeries, SeriesInstance, load_instance, load_series};
 use crate::audit::{self, AuditEntry};
-use crate::egress::{EgressHandle, NewDelivery};
-use crate::infer::{Classification, EngineError, LoadedModel};
+use crate::egress::EgressHandle;
+use crate::infer::{AttemptError, CircuitRegistry, Classification, EngineError, LoadedModel};
 use crate::models::PerImage;
 use crate::pixels::{PixelError, image_to_tensor};
-use crate::results::sr::{
-    self, Algorithm, COMPREHENSIVE_SR_STORAGE, Finding, ResultProvenance, SourceInstance, SrError,
-    SrRequest, StudyContext,
-};
+use crate::results::sr::SrError;
+use crate::route::{RouteStateStore, RoutesHandle, Terminal};
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
-
-/// Explicit VR Little Endian: what the SR writer produces.
-const EXPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2.1";
-/// Series Number of result series (the highest a scanner rarely uses).
-const RESULT_SERIES_NUMBER: i64 = 9900;
 
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
@@ -43,6 +45,22 @@ pub struct RunnerConfig {
     pub retry_delay: Duration,
     /// How often idle runners look for due jobs (retries come due by time).
     pub poll_interval: Duration,
+    /// Longest one model may take on one job, unless the route says.
+    pub attempt_timeout: Duration,
+}
+
+/// What the runners work with besides their configuration.
+pub struct RunnerParts {
+    pub store: Store,
+    pub models: Arc<ModelCache>,
+    pub egress: Option<EgressHandle>,
+    pub metrics: Metrics,
+    pub notifier: JobsNotifier,
+    /// The routes and operator state in force, read at each job so a
+    /// flip applies to queued work at once.
+    pub routes: RoutesHandle,
+    pub states: Arc<RouteStateStore>,
+    pub circuits: Arc<CircuitRegistry>,
 }
 
 /// Why a job did not produce its result.
@@ -52,12 +70,8 @@ pub enum JobError {
     SourceGone,
     #[error("image: {0}")]
     Pixels(#[from] PixelError),
-    #[error(transparent)]
-    Model(#[from] ModelUnavailable),
     #[error("engine: {0}")]
     Engine(#[from] EngineError),
-    #[error("unsupported: {0}")]
-    Unsupported(String),
     #[error("result: {0}")]
     Result(#[from] SrError),
     #[error("store: {0}")]
@@ -66,6 +80,8 @@ pub enum JobError {
     Index(#[from] rusqlite::Error),
     #[error("egress queue: {0}")]
     Egress(String),
+    #[error("shadow run gave no result: {0}")]
+    ShadowFailed(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -77,11 +93,7 @@ impl JobError {
             Self::Engine(e) => e.is_retryable(),
             Self::Store(e) => e.is_retryable(),
             Self::Index(_) | Self::Egress(_) | Self::Internal(_) => true,
-            Self::SourceGone
-            | Self::Pixels(_)
-            | Self::Model(_)
-            | Self::Unsupported(_)
-            | Self::Result(_) => false,
+            Self::SourceGone | Self::Pixels(_) | Self::Result(_) | Self::ShadowFailed(_) => false,
         }
     }
 
@@ -90,13 +102,12 @@ impl JobError {
         match self {
             Self::SourceGone => "source_gone",
             Self::Pixels(_) => "bad_image",
-            Self::Model(_) => "model_unavailable",
             Self::Engine(e) => e.as_label(),
-            Self::Unsupported(_) => "unsupported",
             Self::Result(_) => "result_invalid",
             Self::Store(_) => "store_error",
             Self::Index(_) => "index_error",
             Self::Egress(_) => "egress_error",
+            Self::ShadowFailed(_) => "shadow_failed",
             Self::Internal(_) => "internal",
         }
     }
@@ -112,49 +123,42 @@ struct Inner {
     config: RunnerConfig,
     db_path: PathBuf,
     data_dir: PathBuf,
-    store: Store,
-    models: Arc<ModelCache>,
-    egress: Option<EgressHandle>,
-    metrics: Metrics,
-    notifier: JobsNotifier,
+    parts: RunnerParts,
     depth_refreshed_ms: AtomicI64,
 }
 
 /// Least time between two refreshes of the queue-depth gauge.
 const DEPTH_REFRESH_MS: i64 = 500;
 
-/// What one finished job produced.
-struct Produced {
-    completion: JobCompletion,
-    sources: Vec<String>,
-    stored_path: PathBuf,
-    classification: Classification,
-}
-
 impl JobRunner {
-    pub fn new(
-        config: RunnerConfig,
-        store: Store,
-        models: Arc<ModelCache>,
-        egress: Option<EgressHandle>,
-        metrics: Metrics,
-        notifier: JobsNotifier,
-    ) -> Self {
-        let db_path = store.layout().index_path();
-        let data_dir = store.layout().root().to_path_buf();
+    pub fn new(config: RunnerConfig, parts: RunnerParts) -> Self {
+        let db_path = parts.store.layout().index_path();
+        let data_dir = parts.store.layout().root().to_path_buf();
         Self {
             inner: Arc::new(Inner {
                 config,
                 db_path,
                 data_dir,
-                store,
-                models,
-                egress,
-                metrics,
-                notifier,
+                parts,
                 depth_refreshed_ms: AtomicI64::new(0),
             }),
         }
+    }
+
+    pub(super) fn config(&self) -> &RunnerConfig {
+        &self.inner.config
+    }
+
+    pub(super) fn store(&self) -> &Store {
+        &self.inner.parts.store
+    }
+
+    pub(super) fn egress(&self) -> Option<&EgressHandle> {
+        self.inner.parts.egress.as_ref()
+    }
+
+    fn metrics(&self) -> &crate::telemetry::PipelineMetrics {
+        &self.inner.parts.metrics.pipeline
     }
 
     /// Queues jobs a crash left running, then starts the workers.
@@ -186,7 +190,7 @@ impl JobRunner {
                 Ok(None) => {
                     self.refresh_depth().await;
                     tokio::select! {
-                        _ = self.inner.notifier.woken() => {}
+                        _ = self.inner.parts.notifier.woken() => {}
                         _ = tokio::time::sleep(self.inner.config.poll_interval) => {}
                         _ = shutdown.changed() => return,
                     }
@@ -224,7 +228,7 @@ impl JobRunner {
             })
             .await;
         if let Ok(counts) = counts {
-            let gauge = &self.inner.metrics.pipeline.queue_depth;
+            let gauge = &self.metrics().queue_depth;
             for state in ["queued", "running", "done", "failed", "assembling"] {
                 let n = counts.iter().find(|(s, _)| s == state).map_or(0, |c| c.1);
                 gauge.with_label_values(&[state]).set(n);
@@ -235,7 +239,7 @@ impl JobRunner {
     async fn run(&self, job: Job) {
         let span = tracing::info_span!("job", id = job.id, route = %job.route, model = %job.model, site = %job.site);
         async {
-            let metrics = &self.inner.metrics.pipeline;
+            let metrics = self.metrics();
             match self.execute(&job).await {
                 Ok(()) => {
                     metrics.jobs.with_label_values(&[job.route.as_str(), "done"]).inc();
@@ -280,6 +284,62 @@ impl JobRunner {
     }
 
     async fn execute(&self, job: &Job) -> Result<(), JobError> {
+        let (series, sources) = self.load_sources(job).await?;
+        let plan = Plan::for_job(
+            job,
+            &self.inner.parts.routes.current(),
+            &self.inner.parts.states.get(&job.route),
+            self.inner.config.attempt_timeout,
+            crate::time::unix_millis(),
+        );
+        let outcome = self.run_chain(job, &plan, &sources).await?;
+        match (job.purpose, outcome) {
+            (
+                JobPurpose::Production,
+                ChainOutcome::Served {
+                    index,
+                    model,
+                    classification,
+                    given_up,
+                },
+            ) => {
+                self.finish_served(
+                    job,
+                    &series,
+                    &sources,
+                    index,
+                    &model,
+                    classification,
+                    &given_up,
+                )
+                .await
+            }
+            (JobPurpose::Production, ChainOutcome::Exhausted { given_up }) => {
+                let terminal = plan.terminal.unwrap_or(Terminal::StoreOnly);
+                self.finish_terminal(job, &sources, terminal, &given_up)
+                    .await
+            }
+            (
+                JobPurpose::Shadow,
+                ChainOutcome::Served {
+                    model,
+                    classification,
+                    ..
+                },
+            ) => {
+                self.finish_shadow(job, &sources, &model, &classification)
+                    .await
+            }
+            (JobPurpose::Shadow, ChainOutcome::Exhausted { given_up }) => Err(
+                JobError::ShadowFailed(step_reason(&given_up).unwrap_or_default()),
+            ),
+        }
+    }
+
+    async fn load_sources(
+        &self,
+        job: &Job,
+    ) -> Result<(ReadySeries, Vec<SeriesInstance>), JobError> {
         let series_uid = job.series_instance_uid.clone();
         let instance_uid = job.sop_instance_uid.clone();
         let series = self
@@ -293,40 +353,252 @@ impl JobRunner {
             Some(sop) => vec![series.instance(sop).cloned().ok_or(JobError::SourceGone)?],
             None => series.instances.clone(),
         };
-        let model = self.inner.models.get(&job.model).await?;
-        if model.manifest().per_image != PerImage::TwoD {
-            return Err(JobError::Unsupported(
-                "volume models are not run by the pipeline yet".into(),
-            ));
-        }
-        let classification = self.classify_all(job, &model, &sources).await?;
-        let produced = self
-            .write_result(job, &series, &sources, &model, classification)
-            .await?;
-        self.deliver(job, &produced).await?;
+        Ok((series, sources))
+    }
 
-        let metrics = &self.inner.metrics.pipeline;
-        let version = job.model.version.to_string();
-        for label in &produced.classification.labels {
+    /// Tries the plan's models in order until one answers. A model that
+    /// cannot load, is refused by its open circuit, fails or overruns the
+    /// timeout is given up for the next. An image that cannot be read ends
+    /// the job: no other model would read it better.
+    async fn run_chain(
+        &self,
+        job: &Job,
+        plan: &Plan,
+        sources: &[SeriesInstance],
+    ) -> Result<ChainOutcome, JobError> {
+        let mut given_up = Vec::new();
+        for (index, id) in plan.models.iter().enumerate() {
+            if index == 0
+                && let Some(reason) = &plan.forced
+            {
+                let detail = format!("fallback forced by an operator: {reason}");
+                given_up.push(GivenUp::new(id, index, "forced", detail));
+                continue;
+            }
+            let model = match self.inner.parts.models.get(id).await {
+                Ok(model) => model,
+                Err(e) => {
+                    given_up.push(GivenUp::new(id, index, "model_unavailable", e.to_string()));
+                    continue;
+                }
+            };
+            if model.manifest().per_image != PerImage::TwoD {
+                let detail = "volume models are not run by the pipeline yet".to_string();
+                given_up.push(GivenUp::new(id, index, "unsupported", detail));
+                continue;
+            }
+            let breaker = self.inner.parts.circuits.breaker(model.engine_kind(), id);
+            let attempt = match breaker.try_acquire() {
+                Err(open) => AttemptResult::GaveUp(AttemptError::CircuitOpen(open)),
+                Ok(permit) => {
+                    let call = self.classify_all(job, &model, sources);
+                    let outcome = match tokio::time::timeout(plan.timeout, call).await {
+                        Ok(Ok(classification)) => AttemptResult::Answered(classification),
+                        Ok(Err(JobError::Engine(e))) => AttemptResult::GaveUp(e.into()),
+                        // Neither the engine's success nor its failure.
+                        Ok(Err(other)) => return Err(other),
+                        Err(_) => AttemptResult::GaveUp(AttemptError::Timeout(plan.timeout)),
+                    };
+                    record(permit, &outcome);
+                    outcome
+                }
+            };
+            publish_circuit(
+                &self.metrics().circuit_state,
+                model.engine_kind(),
+                id,
+                &breaker,
+            );
+            match attempt {
+                AttemptResult::Answered(classification) => {
+                    self.count_given_up(job, &given_up);
+                    return Ok(ChainOutcome::Served {
+                        index,
+                        model,
+                        classification,
+                        given_up,
+                    });
+                }
+                AttemptResult::GaveUp(error) => {
+                    tracing::warn!(model = %id, reason = error.reason(), error = %error, "model given up");
+                    given_up.push(GivenUp::from_attempt(id, index, &error));
+                }
+            }
+        }
+        self.count_given_up(job, &given_up);
+        Ok(ChainOutcome::Exhausted { given_up })
+    }
+
+    fn count_given_up(&self, job: &Job, given_up: &[GivenUp]) {
+        for step in given_up {
+            self.metrics()
+                .fallbacks
+                .with_label_values(&[job.route.as_str(), step.reason, step.step()])
+                .inc();
+        }
+    }
+
+    /// Stores and forwards the SR of a production result, then records the
+    /// job done with its audit entry in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_served(
+        &self,
+        job: &Job,
+        series: &ReadySeries,
+        sources: &[SeriesInstance],
+        index: usize,
+        model: &LoadedModel,
+        classification: Classification,
+        given_up: &[GivenUp],
+    ) -> Result<(), JobError> {
+        let step = step_name(index);
+        let reason = step_reason(given_up);
+        let stored = self
+            .store_sr(
+                job,
+                series,
+                sources,
+                model,
+                &classification,
+                Step {
+                    name: step,
+                    reason: reason.as_deref(),
+                },
+            )
+            .await?;
+        self.deliver_sr(job, &stored).await?;
+
+        let served = served_by(model);
+        let version = served.model.version.to_string();
+        for label in &classification.labels {
             let decision = if label.positive {
                 "positive"
             } else {
                 "negative"
             };
-            metrics
+            self.metrics()
                 .findings
                 .with_label_values(&[
                     &job.route,
-                    &job.model.name,
+                    &served.model.name,
                     &version,
                     &label.label,
                     decision,
                 ])
                 .inc();
         }
+        if index > 0 {
+            self.metrics()
+                .fallback_results
+                .with_label_values(&[job.route.as_str(), step])
+                .inc();
+        }
+        let findings = findings_json(&classification);
+        let detail = completion_detail(
+            job,
+            sources,
+            Some(&served),
+            step,
+            given_up,
+            Some(&findings),
+            Some(&stored.sop_instance_uid),
+        );
+        let completion = JobCompletion {
+            served_by: Some(served),
+            step: step.to_string(),
+            step_reason: reason,
+            findings: Some(findings.clone()),
+            result_series_uid: Some(stored.series_instance_uid.clone()),
+            result_sop_uid: Some(stored.sop_instance_uid.clone()),
+        };
+        self.complete(job, completion, "inference.completed", detail)
+            .await?;
+        self.compare_with_counterpart(job, &findings).await;
+        tracing::info!(
+            step,
+            positives = classification.positives().count(),
+            sources = sources.len(),
+            "result stored"
+        );
+        Ok(())
+    }
+
+    /// Every model was given up: the images stay stored (`store-only`) or
+    /// go to the route's destinations as they are (`forward-unprocessed`).
+    async fn finish_terminal(
+        &self,
+        job: &Job,
+        sources: &[SeriesInstance],
+        terminal: Terminal,
+        given_up: &[GivenUp],
+    ) -> Result<(), JobError> {
+        let forwarded = match terminal {
+            Terminal::StoreOnly => 0,
+            Terminal::ForwardUnprocessed => self.deliver_unprocessed(job, sources).await?,
+        };
+        let step = terminal.as_str();
+        self.metrics()
+            .fallback_results
+            .with_label_values(&[job.route.as_str(), step])
+            .inc();
+        let mut detail = completion_detail(job, sources, None, step, given_up, None, None);
+        detail["forwarded_deliveries"] = forwarded.into();
+        let completion = JobCompletion {
+            served_by: None,
+            step: step.to_string(),
+            step_reason: step_reason(given_up),
+            findings: None,
+            result_series_uid: None,
+            result_sop_uid: None,
+        };
+        self.complete(job, completion, "inference.not_performed", detail)
+            .await?;
+        tracing::warn!(step, forwarded, "no model could serve: terminal step taken");
+        Ok(())
+    }
+
+    /// A shadow result: findings recorded and compared, nothing stored in
+    /// the study, nothing forwarded.
+    async fn finish_shadow(
+        &self,
+        job: &Job,
+        sources: &[SeriesInstance],
+        model: &LoadedModel,
+        classification: &Classification,
+    ) -> Result<(), JobError> {
+        let served = served_by(model);
+        let findings = findings_json(classification);
+        let detail = completion_detail(
+            job,
+            sources,
+            Some(&served),
+            "shadow",
+            &[],
+            Some(&findings),
+            None,
+        );
+        let completion = JobCompletion {
+            served_by: Some(served),
+            step: "shadow".into(),
+            step_reason: None,
+            findings: Some(findings.clone()),
+            result_series_uid: None,
+            result_sop_uid: None,
+        };
+        self.complete(job, completion, "inference.shadow_completed", detail)
+            .await?;
+        self.compare_with_counterpart(job, &findings).await;
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        job: &Job,
+        completion: JobCompletion,
+        action: &'static str,
+        detail: serde_json::Value,
+    ) -> Result<(), JobError> {
         let id = job.id;
-        let completion = produced.completion.clone();
-        let detail = completion_detail(job, &produced);
         self.db(move |c| {
             let tx = c.transaction()?;
             queue::complete(&tx, id, &completion)?;
@@ -334,7 +606,7 @@ impl JobRunner {
                 &tx,
                 &AuditEntry {
                     actor: "system:pipeline".into(),
-                    action: "inference.completed".into(),
+                    action: action.into(),
                     detail,
                 },
             )?;
@@ -342,27 +614,66 @@ impl JobRunner {
         })
         .await?;
         let waited = (crate::time::unix_millis() - job.ready_after_ms).max(0) as f64 / 1000.0;
-        metrics
-            .end_to_end_seconds
-            .with_label_values(&[&job.site, &job.route])
-            .observe(waited);
-        tracing::info!(
-            positives = produced.classification.positives().count(),
-            sources = produced.sources.len(),
-            "result stored"
-        );
+        if job.purpose == JobPurpose::Production {
+            self.metrics()
+                .end_to_end_seconds
+                .with_label_values(&[&job.site, &job.route])
+                .observe(waited);
+        }
         Ok(())
+    }
+
+    /// When both the production and the shadow job of the same work are
+    /// done, records their agreement on the shadow job and in metrics.
+    /// Best effort: a failure here loses a comparison, not a result.
+    async fn compare_with_counterpart(&self, job: &Job, findings: &serde_json::Value) {
+        let lookup = job.clone();
+        let Ok(Some((other_id, other))) = self
+            .db(move |c| queue::counterpart_findings(c, &lookup))
+            .await
+        else {
+            return;
+        };
+        let (shadow_id, shadow, production) = match job.purpose {
+            JobPurpose::Shadow => (job.id, findings.clone(), other),
+            JobPurpose::Production => (other_id, other, findings.clone()),
+        };
+        let compared = compare_findings(&shadow, &production);
+        for (label, agree, _) in &compared {
+            let agreement = if *agree { "agree" } else { "disagree" };
+            self.metrics()
+                .shadow_comparisons
+                .with_label_values(&[job.route.as_str(), label.as_str(), agreement])
+                .inc();
+        }
+        let comparison = serde_json::Value::Array(
+            compared
+                .iter()
+                .map(|(label, agree, delta)| {
+                    serde_json::json!({ "label": label, "agree": agree, "score_delta": delta })
+                })
+                .collect(),
+        );
+        if let Err(e) = self
+            .db(move |c| queue::set_comparison(c, shadow_id, &comparison))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot record a shadow comparison");
+        }
     }
 
     /// Runs the model on every source image; a series' score per label is
     /// the highest of its images' (any positive slice makes it positive).
+    /// A score that is not a finite number is the engine's failure: no
+    /// result may rest on it.
     async fn classify_all(
         &self,
         job: &Job,
         model: &LoadedModel,
         sources: &[SeriesInstance],
     ) -> Result<Classification, JobError> {
-        let version = job.model.version.to_string();
+        let id = model.id();
+        let version = id.version.to_string();
         let mut combined: Option<Classification> = None;
         for source in sources {
             let path = self.inner.data_dir.join(&source.path);
@@ -375,13 +686,19 @@ impl JobRunner {
             .await
             .map_err(|e| JobError::Internal(format!("pixel task: {e}")))??;
             let started = Instant::now();
-            let result = model.classify(tensor).await;
+            let result = model.classify(tensor).await.and_then(|c| {
+                match c.labels.iter().find(|l| !l.score.is_finite()) {
+                    Some(bad) => Err(EngineError::Execution(format!(
+                        "output `{}` gave a score that is not a finite number for label `{}`",
+                        bad.output, bad.label
+                    ))),
+                    None => Ok(c),
+                }
+            });
             let outcome = if result.is_ok() { "ok" } else { "error" };
-            self.inner
-                .metrics
-                .pipeline
+            self.metrics()
                 .inference_seconds
-                .with_label_values(&[&job.route, &job.model.name, &version, outcome])
+                .with_label_values(&[&job.route, &id.name, &version, outcome])
                 .observe(started.elapsed().as_secs_f64());
             let classification = result?;
             combined = Some(match combined {
@@ -392,136 +709,8 @@ impl JobRunner {
         combined.ok_or(JobError::SourceGone)
     }
 
-    async fn write_result(
-        &self,
-        job: &Job,
-        series: &ReadySeries,
-        sources: &[SeriesInstance],
-        model: &LoadedModel,
-        classification: Classification,
-    ) -> Result<Produced, JobError> {
-        let config = &self.inner.config;
-        let key = job.key();
-        let key_refs: Vec<&str> = key.iter().map(String::as_str).collect();
-        let sop_instance_uid =
-            sr::derived_uid(&config.uid_root, &[&["result"], &key_refs[..]].concat());
-        let model_id = job.model.to_string();
-        let series_instance_uid = sr::derived_uid(
-            &config.uid_root,
-            &[
-                "result-series",
-                &job.series_instance_uid,
-                &model_id,
-                &job.route,
-            ],
-        );
-        let manifest = model.manifest();
-        let (content_date, content_time) = utc_date_time();
-        let request = SrRequest {
-            study: study_context(series),
-            sources: sources
-                .iter()
-                .map(|s| SourceInstance {
-                    sop_class_uid: s.sop_class_uid.clone(),
-                    sop_instance_uid: s.sop_instance_uid.clone(),
-                    series_instance_uid: series.series_instance_uid.clone(),
-                })
-                .collect(),
-            algorithm: Algorithm {
-                name: manifest.name.clone(),
-                version: manifest.version.to_string(),
-                sha256: manifest.sha256.clone(),
-                engine: model.engine_kind().to_string(),
-                demo: manifest.demo,
-                clinical_use: manifest.clinical_use.clone(),
-                intended_use: manifest.intended_use.clone(),
-                limitations: manifest.limitations.clone(),
-            },
-            provenance: ResultProvenance {
-                route: job.route.clone(),
-                step: "primary".into(),
-                step_reason: None,
-            },
-            findings: classification
-                .labels
-                .iter()
-                .map(|l| Finding {
-                    label: l.label.clone(),
-                    score: l.score,
-                    threshold: l.threshold,
-                    positive: l.positive,
-                })
-                .collect(),
-            series_instance_uid: series_instance_uid.clone(),
-            sop_instance_uid: sop_instance_uid.clone(),
-            series_number: RESULT_SERIES_NUMBER,
-            series_description: format!("AI result: {} {}", manifest.name, manifest.version),
-            content_date,
-            content_time,
-            manufacturer: "DICOM Inference Gateway".into(),
-            software_version: env!("CARGO_PKG_VERSION").into(),
-            station_ae_title: config.ae_title.clone(),
-        };
-
-        // A re-run after a crash finds its result already stored: keep it.
-        let existing_uid = sop_instance_uid.clone();
-        let existing = self
-            .db(move |c| crate::store::index::find(c, &existing_uid))
-            .await?;
-        let stored_path = match existing {
-            Some(found) => PathBuf::from(found.path),
-            None => {
-                let bytes = tokio::task::spawn_blocking(move || sr::write_sr(&request))
-                    .await
-                    .map_err(|e| JobError::Internal(format!("SR task: {e}")))??;
-                self.inner
-                    .store
-                    .store_generated(&bytes, &job.site, &config.ae_title)
-                    .await?
-                    .path
-            }
-        };
-        Ok(Produced {
-            completion: JobCompletion {
-                engine: model.engine_kind().to_string(),
-                model_sha256: manifest.sha256.clone(),
-                step: "primary".into(),
-                findings: findings_json(&classification),
-                result_series_uid: series_instance_uid,
-                result_sop_uid: sop_instance_uid,
-            },
-            sources: sources.iter().map(|s| s.sop_instance_uid.clone()).collect(),
-            stored_path,
-            classification,
-        })
-    }
-
-    /// Queues the result for each of the route's destinations (idempotent).
-    async fn deliver(&self, job: &Job, produced: &Produced) -> Result<(), JobError> {
-        if job.destinations.is_empty() {
-            return Ok(());
-        }
-        let egress = self.inner.egress.as_ref().ok_or_else(|| {
-            JobError::Egress("route names destinations but egress is not running".into())
-        })?;
-        for destination in &job.destinations {
-            egress
-                .enqueue(NewDelivery {
-                    destination: destination.clone(),
-                    sop_class_uid: COMPREHENSIVE_SR_STORAGE.to_string(),
-                    sop_instance_uid: produced.completion.result_sop_uid.clone(),
-                    transfer_syntax_uid: EXPLICIT_VR_LITTLE_ENDIAN.to_string(),
-                    path: produced.stored_path.to_string_lossy().into_owned(),
-                    origin: format!("job:{}", job.id),
-                })
-                .await
-                .map_err(|e| JobError::Egress(e.to_string()))?;
-        }
-        Ok(())
-    }
-
     /// Runs `f` on a fresh connection to the index, off the async runtime.
-    async fn db<T, F>(&self, f: F) -> rusqlite::Result<T>
+    pub(super) async fn db<T, F>(&self, f: F) -> rusqlite::Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -545,84 +734,4 @@ fn max_per_label(mut so_far: Classification, next: Classification) -> Classifica
         }
     }
     so_far
-}
-
-fn findings_json(classification: &Classification) -> serde_json::Value {
-    serde_json::Value::Array(
-        classification
-            .labels
-            .iter()
-            .map(|l| {
-                serde_json::json!({
-                    "label": l.label,
-                    "score": l.score,
-                    "threshold": l.threshold,
-                    "positive": l.positive,
-                })
-            })
-            .collect(),
-    )
-}
-
-fn study_context(series: &ReadySeries) -> StudyContext {
-    let a = &series.first;
-    StudyContext {
-        study_instance_uid: series.study_instance_uid.clone(),
-        patient_name: a.patient_name.clone(),
-        patient_id: a.patient_id.clone(),
-        patient_birth_date: a.patient_birth_date.clone(),
-        patient_sex: a.patient_sex.clone(),
-        study_date: a.study_date.clone(),
-        study_time: a.study_time.clone(),
-        accession_number: a.accession_number.clone(),
-        study_id: a.study_id.clone(),
-        referring_physician_name: a.referring_physician_name.clone(),
-        study_description: a.study_description.clone(),
-    }
-}
-
-/// Today's date and time in UTC as DICOM DA and TM values.
-fn utc_date_time() -> (String, String) {
-    // RFC 3339 in UTC: 2026-11-21T22:40:00Z (fraction optional).
-    let now = crate::time::now_rfc3339();
-    let date: String = now.chars().take(10).filter(char::is_ascii_digit).collect();
-    let time: String = now
-        .chars()
-        .skip(11)
-        .take(8)
-        .filter(char::is_ascii_digit)
-        .collect();
-    (date, time)
-}
-
-/// The audit record of a result: inputs, route, step, model and output.
-fn completion_detail(job: &Job, produced: &Produced) -> serde_json::Value {
-    serde_json::json!({
-        "job": job.id,
-        "route": job.route,
-        "step": produced.completion.step,
-        "model": job.model.name,
-        "version": job.model.version.to_string(),
-        "model_sha256": produced.completion.model_sha256,
-        "engine": produced.completion.engine,
-        "study_instance_uid": job.study_instance_uid,
-        "series_instance_uid": job.series_instance_uid,
-        "source_instances": produced.sources,
-        "result_sop_instance_uid": produced.completion.result_sop_uid,
-        "findings": produced.completion.findings,
-    })
-}
-
-fn failure_detail(job: &Job, kind: &str, message: &str) -> serde_json::Value {
-    serde_json::json!({
-        "job": job.id,
-        "route": job.route,
-        "model": job.model.name,
-        "version": job.model.version.to_string(),
-        "study_instance_uid": job.study_instance_uid,
-        "series_instance_uid": job.series_instance_uid,
-        "sop_instance_uid": job.sop_instance_uid,
-        "error_kind": kind,
-        "error": message,
-    })
 }

@@ -41,7 +41,7 @@ pub use state::{
 };
 pub(crate) use state_store::create_schema as create_state_schema;
 pub use state_store::{Deployment, OperatorRequest, RouteCommand, RouteStateStore, RouteStates};
-pub use table::{EMBEDDED_ROUTES_TOML, Level, Route, RouteTable};
+pub use table::{EMBEDDED_ROUTES_TOML, Level, Route, RouteTable, Terminal};
 
 /// Everything that can go wrong with a routes file. All of it is the
 /// operator's to fix (the file or the deployment it names); none is worth

@@ -13,7 +13,7 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 
 use super::RoutesError;
 use super::matcher::{Attribute, AttributeMatcher, Patterns, RouteMatcher};
-use super::table::{Level, Route, RouteTable};
+use super::table::{Level, Route, RouteTable, Terminal};
 use crate::models::{ModelId, Version, check_model_name};
 
 #[derive(Debug, Deserialize)]
@@ -22,6 +22,12 @@ struct RawRoute {
     name: String,
     model: String,
     level: String,
+    #[serde(default)]
+    fallback: Vec<String>,
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    rollback_to: Option<String>,
     #[serde(default)]
     destinations: Vec<String>,
     #[serde(default = "enabled_by_default")]
@@ -193,6 +199,34 @@ fn validate_route(label: &str, raw: RawRoute, problems: &mut Vec<String>) -> Opt
             destinations.push(destination.to_string());
         }
     }
+    let (fallback, terminal) = validate_fallback(label, &raw.fallback, model.as_ref(), problems);
+    let timeout =
+        raw.timeout
+            .as_deref()
+            .and_then(|text| match humantime::parse_duration(text.trim()) {
+                Ok(d) if !d.is_zero() => Some(d),
+                Ok(_) => {
+                    problems.push(format!("{label}: timeout must be more than zero"));
+                    None
+                }
+                Err(e) => {
+                    problems.push(format!("{label}: timeout `{text}` is not a duration: {e}"));
+                    None
+                }
+            });
+    let rollback_to = raw.rollback_to.as_deref().and_then(|text| {
+        text.trim()
+            .parse::<Version>()
+            .map_err(|why| problems.push(format!("{label}: rollback_to {why}")))
+            .ok()
+    });
+    if let (Some(version), Some(model)) = (rollback_to, model.as_ref())
+        && version == model.version
+    {
+        problems.push(format!(
+            "{label}: rollback_to {version} is the route's own version"
+        ));
+    }
     let mut conditions = Vec::new();
     for attribute in Attribute::ALL {
         let Some(raw_patterns) = raw.conditions.get(attribute) else {
@@ -214,6 +248,10 @@ fn validate_route(label: &str, raw: RawRoute, problems: &mut Vec<String>) -> Opt
         (Some(model), Some(level)) if problems.len() == before => Some(Route {
             name: raw.name,
             model,
+            fallback,
+            terminal,
+            timeout,
+            rollback_to,
             level,
             destinations,
             enabled: raw.enabled,
@@ -221,6 +259,53 @@ fn validate_route(label: &str, raw: RawRoute, problems: &mut Vec<String>) -> Opt
         }),
         _ => None,
     }
+}
+
+/// Most models in one fallback chain: each step can cost a timeout.
+const MAX_FALLBACK_MODELS: usize = 4;
+
+/// `fallback = ["model@version", …, "store-only" | "forward-unprocessed"]`:
+/// models in order, then at most one terminal step, last. Without a
+/// terminal step the chain ends `store-only`.
+fn validate_fallback(
+    label: &str,
+    raw: &[String],
+    primary: Option<&ModelId>,
+    problems: &mut Vec<String>,
+) -> (Vec<ModelId>, Terminal) {
+    let mut models: Vec<ModelId> = Vec::new();
+    let mut terminal = None;
+    for (index, step) in raw.iter().enumerate() {
+        let step = step.trim();
+        if let Some(end) = Terminal::parse(step) {
+            if index + 1 != raw.len() {
+                problems.push(format!(
+                    "{label}: fallback: `{step}` ends the chain, so it must come last"
+                ));
+            }
+            terminal = Some(end);
+            continue;
+        }
+        match parse_model_ref(step) {
+            Ok(model) if primary == Some(&model) => problems.push(format!(
+                "{label}: fallback: {model} is the route's own model"
+            )),
+            Ok(model) if models.contains(&model) => {
+                problems.push(format!("{label}: fallback: {model} is listed twice"))
+            }
+            Ok(model) => models.push(model),
+            Err(why) => problems.push(format!(
+                "{label}: fallback {why}, or \"store-only\" or \"forward-unprocessed\""
+            )),
+        }
+    }
+    if models.len() > MAX_FALLBACK_MODELS {
+        problems.push(format!(
+            "{label}: fallback: {} models; at most {MAX_FALLBACK_MODELS} (each can cost a timeout)",
+            models.len()
+        ));
+    }
+    (models, terminal.unwrap_or(Terminal::StoreOnly))
 }
 
 /// `name@MAJOR.MINOR.PATCH`, the form models are named by everywhere.
@@ -392,6 +477,66 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.problems()[0].contains("a pattern \"CT\""), "{err}");
+    }
+
+    #[test]
+    fn fallback_chains_timeouts_and_rollback_versions_parse_and_are_checked() {
+        let table = RouteTable::from_toml(
+            r#"
+            [[route]]
+            name = "ct"
+            model = "ct-hyperdensity@2.0.0"
+            fallback = ["ct-hyperdensity@1.0.0", "forward-unprocessed"]
+            timeout = "750ms"
+            rollback_to = "1.0.0"
+            level = "series"
+
+            [[route]]
+            name = "plain"
+            model = "dx-exposure@1.0.0"
+            level = "instance"
+            "#,
+        )
+        .unwrap();
+        let ct = &table.routes()[0];
+        assert_eq!(ct.fallback.len(), 1);
+        assert_eq!(ct.fallback[0].to_string(), "ct-hyperdensity@1.0.0");
+        assert_eq!(ct.terminal, Terminal::ForwardUnprocessed);
+        assert_eq!(ct.timeout, Some(std::time::Duration::from_millis(750)));
+        assert_eq!(ct.rollback_to.unwrap().to_string(), "1.0.0");
+        let plain = &table.routes()[1];
+        assert!(plain.fallback.is_empty());
+        assert_eq!(plain.terminal, Terminal::StoreOnly);
+        assert_eq!(plain.timeout, None);
+
+        let err = RouteTable::from_toml(
+            r#"
+            [[route]]
+            name = "bad"
+            model = "m@1.0.0"
+            fallback = ["store-only", "m@1.0.0", "n@1.0.0", "n@1.0.0", "nope"]
+            timeout = "0s"
+            rollback_to = "1.0.0"
+            level = "series"
+            "#,
+        )
+        .unwrap_err();
+        let problems = err.problems();
+        let expect = [
+            "`store-only` ends the chain, so it must come last",
+            "m@1.0.0 is the route's own model",
+            "n@1.0.0 is listed twice",
+            "fallback `nope` must be \"name@version\"",
+            "timeout must be more than zero",
+            "rollback_to 1.0.0 is the route's own version",
+        ];
+        for want in expect {
+            assert!(
+                problems.iter().any(|p| p.contains(want)),
+                "missing {want:?} in {problems:#?}"
+            );
+        }
+        assert_eq!(problems.len(), expect.len(), "{problems:#?}");
     }
 
     #[test]

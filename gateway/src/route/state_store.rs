@@ -128,9 +128,13 @@ impl RouteCommand {
                 target = Some(version);
             }
             Self::Rollback => {
+                // The version the last promote replaced; without one, the
+                // route's configured `rollback_to`.
+                let serving = before.promotion.map_or(route.model.version, |p| p.current);
                 let previous = before
                     .promotion
                     .and_then(|p| p.previous)
+                    .or(route.rollback_to.filter(|v| *v != serving))
                     .ok_or_else(|| StateError::NoPreviousVersion(route.name.clone()))?;
                 after.promotion = Some(Promotion {
                     current: previous,

@@ -44,12 +44,53 @@ impl Level {
     }
 }
 
+/// What a route does when every model in its chain has failed: the
+/// images are already stored, so the only question is whether PACS gets
+/// them without a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Terminal {
+    /// Keep the images at the gateway; nothing is sent.
+    StoreOnly,
+    /// Send the source images, unprocessed, to the route's destinations.
+    ForwardUnprocessed,
+}
+
+impl Terminal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Terminal::StoreOnly => "store-only",
+            Terminal::ForwardUnprocessed => "forward-unprocessed",
+        }
+    }
+
+    pub(super) fn parse(text: &str) -> Option<Terminal> {
+        match text {
+            "store-only" => Some(Terminal::StoreOnly),
+            "forward-unprocessed" => Some(Terminal::ForwardUnprocessed),
+            _ => None,
+        }
+    }
+}
+
 /// One rule of the table.
 #[derive(Debug, Clone)]
 pub struct Route {
     /// Unique in the table; a metric label, so `[a-z0-9-_]{1,64}`.
     pub name: String,
+    /// The primary model@version (operator state may serve another
+    /// version of the same model: see [`super::effective_model`]).
     pub model: ModelId,
+    /// Models tried in order when the one before fails, times out or has
+    /// its circuit open.
+    pub fallback: Vec<ModelId>,
+    /// What happens when the whole chain has failed.
+    pub terminal: Terminal,
+    /// Longest one model may take on one job before the next step runs;
+    /// `None`: the pipeline's `attempt_timeout`.
+    pub timeout: Option<std::time::Duration>,
+    /// The version of `model` that `rollback` returns to when no promote
+    /// has recorded one.
+    pub rollback_to: Option<crate::models::Version>,
     pub level: Level,
     /// Egress destination names the results go to; may be empty.
     pub destinations: Vec<String>,
@@ -95,6 +136,10 @@ impl RouteTable {
         &self.routes
     }
 
+    pub fn get(&self, name: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.name == name)
+    }
+
     /// Routes that can be taken.
     pub fn enabled_count(&self) -> usize {
         self.routes.iter().filter(|r| r.enabled).count()
@@ -116,6 +161,26 @@ impl RouteTable {
                     "route `{}`: model {} is not in the model repository",
                     route.name, route.model
                 ));
+            }
+            for fallback in &route.fallback {
+                if !model_exists(fallback) {
+                    problems.push(format!(
+                        "route `{}`: fallback model {fallback} is not in the model repository",
+                        route.name
+                    ));
+                }
+            }
+            if let Some(version) = route.rollback_to {
+                let target = ModelId {
+                    name: route.model.name.clone(),
+                    version,
+                };
+                if !model_exists(&target) {
+                    problems.push(format!(
+                        "route `{}`: rollback_to {target} is not in the model repository",
+                        route.name
+                    ));
+                }
             }
             for destination in &route.destinations {
                 if !known.contains(destination.as_str()) {

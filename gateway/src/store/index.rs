@@ -117,6 +117,7 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     crate::assemble::create_schema(&conn)?;
     crate::jobs::queue::create_schema(&conn)?;
     crate::route::create_state_schema(&conn)?;
+    crate::admin::tokens::create_schema(&conn)?;
     Ok(conn)
 }
 

@@ -20,6 +20,22 @@ pub struct PipelineMetrics {
     pub findings: IntCounterVec,
     /// Jobs by state (queued, running, done, failed), and series assembling.
     pub queue_depth: IntGaugeVec,
+    /// Steps skipped for the next one, by route, reason and the step given up.
+    pub fallbacks: IntCounterVec,
+    /// Jobs finished by a fallback step (a model after the first, or a
+    /// terminal step), by route and step kind.
+    pub fallback_results: IntCounterVec,
+    /// 1 for each breaker's current state, 0 for the others.
+    pub circuit_state: IntGaugeVec,
+    /// 1 for each route's operator state, 0 for the others.
+    pub route_state: IntGaugeVec,
+    /// Operator actions by action and outcome (ok, refused, forbidden).
+    pub operator_actions: IntCounterVec,
+    /// Series not started because their route is disabled or draining.
+    pub skipped_series: IntCounterVec,
+    /// Shadow results compared with production, by route, label and
+    /// whether the decisions agree.
+    pub shadow_comparisons: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -60,7 +76,49 @@ impl PipelineMetrics {
         registry
             .register(Box::new(queue_depth.clone()))
             .expect("unique metric");
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
         Self {
+            fallbacks: counter(
+                "gateway_route_fallbacks_total",
+                "Fallback activations: a step given up for the next, by route, reason (timeout, circuit_open, engine error kind, model_unavailable, forced) and step",
+                &["route", "reason", "step"],
+            ),
+            fallback_results: counter(
+                "gateway_route_fallback_results_total",
+                "Jobs whose result came from a fallback step, by route and step (fallback, store-only, forward-unprocessed)",
+                &["route", "step"],
+            ),
+            circuit_state: gauge(
+                "gateway_circuit_state",
+                "Circuit breaker state per engine and model version: 1 for the current state",
+                &["engine", "model", "version", "state"],
+            ),
+            route_state: gauge(
+                "gateway_route_operator_state",
+                "Operator state per route: 1 for the current status (active, forced_fallback, draining, disabled) and for pinned",
+                &["route", "state"],
+            ),
+            operator_actions: counter(
+                "gateway_admin_operator_actions_total",
+                "Operator actions through the admin API by action and outcome (ok, refused, forbidden)",
+                &["action", "outcome"],
+            ),
+            skipped_series: counter(
+                "gateway_route_skipped_series_total",
+                "Series a route did not start because it is disabled or draining",
+                &["route", "status"],
+            ),
+            shadow_comparisons: counter(
+                "gateway_shadow_comparisons_total",
+                "Shadow results compared with production by route, label and agreement (agree, disagree)",
+                &["route", "label", "agreement"],
+            ),
             unrouted_series: counter(
                 "gateway_route_unrouted_series_total",
                 "Ready series that matched no route and were only stored",

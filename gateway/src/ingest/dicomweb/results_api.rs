@@ -94,8 +94,11 @@ async fn study_results(
                     )
                 });
             let model_info = state.models.as_ref().and_then(|models| {
-                let version = job.version.parse().ok()?;
-                let entry = models.get(&job.model, version)?;
+                // The version that produced the findings, when a fallback
+                // served instead of the planned one.
+                let name = job.served_model.as_deref().unwrap_or(&job.model);
+                let version = job.served_version.as_deref().unwrap_or(&job.version);
+                let entry = models.get(name, version.parse().ok()?)?;
                 let m = entry.manifest();
                 Some(ModelInfo {
                     demo: m.demo,
