@@ -28,6 +28,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod models;
 pub mod pixels;
+pub mod report;
 pub mod results;
 pub mod route;
 pub mod sites;

@@ -48,6 +48,28 @@ enum Command {
     /// Operator tokens for the admin API, stored hashed in the data directory.
     #[command(subcommand)]
     AdminTokens(AdminTokensCommand),
+    /// Reports read from the index database.
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Throughput, latency, error, fallback and positive rates, and drift,
+    /// per site, scanner, route and model version.
+    Performance {
+        #[command(flatten)]
+        data: DataDirArgs,
+        /// Only this site.
+        #[arg(long)]
+        site: Option<String>,
+        /// Start of the window: RFC 3339 UTC or a duration back from now.
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// Print JSON (as GET /api/v1/performance) instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -210,6 +232,7 @@ fn main() -> ExitCode {
         Command::Audit(command) => command.run(),
         Command::Reload(connection) => dicom_gateway::admin::cli::reload(connection),
         Command::AdminTokens(command) => command.run(),
+        Command::Report(command) => report_command(command),
         Command::CheckConfig(args) => match args.load() {
             Ok(config) => {
                 println!("# configuration is valid\n{}", config.to_toml());
@@ -292,6 +315,43 @@ fn routes_command(command: RoutesCommand) -> ExitCode {
     match test_files(&table, &files, &site, &calling_ae, json) {
         Ok(report) => {
             print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report_command(command: ReportCommand) -> ExitCode {
+    let ReportCommand::Performance {
+        data,
+        site,
+        since,
+        json,
+    } = command;
+    let overrides = CliOverrides {
+        data_dir: data.data_dir.clone(),
+        ..Default::default()
+    };
+    let config = match config::load(data.config.as_deref(), &overrides) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let args = dicom_gateway::report::cli::ReportArgs {
+        data_dir: config.data_dir,
+        site,
+        since,
+        json,
+        drift: config.drift,
+    };
+    match dicom_gateway::report::cli::run(&args) {
+        Ok(text) => {
+            print!("{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {

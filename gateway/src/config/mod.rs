@@ -7,6 +7,7 @@
 //! pass instead of one error per restart.
 
 mod admin;
+mod drift;
 mod env;
 mod pipeline;
 mod raw;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 pub use admin::{AdminConfig, AuditConfig, DEFAULT_ADMIN_LISTEN, RawAdmin, RawAudit};
+pub use drift::{DriftConfig, RawDrift};
 pub use env::ENV_PREFIX;
 pub use pipeline::{PipelineConfig, RawPipeline};
 pub use raw::RawConfig;
@@ -46,6 +48,8 @@ pub struct GatewayConfig {
     pub destinations: Vec<crate::egress::Destination>,
     /// Backoff and attempts of the forwarding queue.
     pub egress_retry: crate::egress::RetryPolicy,
+    /// The drift monitor: bins, baseline, threshold, bounds.
+    pub drift: DriftConfig,
     /// The operator API (its own HTTPS listener).
     pub admin: AdminConfig,
     /// Audit trail export.

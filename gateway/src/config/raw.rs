@@ -22,6 +22,7 @@ pub struct RawConfig {
     /// Where results are forwarded (DICOM C-STORE SCPs, usually PACS).
     pub destinations: Vec<crate::egress::RawDestination>,
     pub egress: RawEgress,
+    pub drift: super::drift::RawDrift,
     /// The operator API's listener.
     pub admin: super::admin::RawAdmin,
     /// Export of the audit trail.

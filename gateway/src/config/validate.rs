@@ -202,6 +202,7 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> Result<GatewayConf
     let admin = super::admin::validate_admin(&raw, cli, &mut p, &mut effective);
     let audit = super::admin::validate_audit(&raw.audit, &mut p);
     let pipeline = super::pipeline::validate_pipeline(&raw.pipeline, &mut p);
+    let drift = super::drift::validate_drift(&raw.drift, &mut p);
     let (destinations, retry) = match crate::egress::validate(&raw.destinations, &raw.egress.retry)
     {
         Ok(valid) => valid,
@@ -246,6 +247,7 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> Result<GatewayConf
             pipeline,
             destinations,
             egress_retry: retry,
+            drift,
             admin,
             audit,
             cache,

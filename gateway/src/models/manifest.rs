@@ -37,6 +37,8 @@ pub struct Manifest {
     pub per_image: PerImage,
     pub preprocessing: Preprocessing,
     pub outputs: Vec<OutputSpec>,
+    /// Expected distributions for drift monitoring (`[baseline]`, optional).
+    pub baseline: Option<crate::telemetry::drift::ManifestBaseline>,
 }
 
 /// `name@version`, the identity used in logs, metric labels and results.
@@ -257,6 +259,8 @@ pub struct RawManifest {
     pub input: RawInput,
     pub preprocessing: RawPreprocessing,
     pub outputs: Vec<RawOutput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<super::baseline::RawBaseline>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -5,11 +5,13 @@
 //! SHA-256. Nothing runs a model file whose hash does not match: engines
 //! build only from a [`VerifiedModel`].
 
+mod baseline;
 pub mod cli;
 mod manifest;
 mod repository;
 mod validate;
 
+pub use baseline::{RawBaseline, RawQuantityBaseline};
 pub use manifest::{
     DataType, Label, Layout, Manifest, ManifestError, ModelId, Normalisation, OutputSpec, PerImage,
     Preprocessing, RawManifest, Task, TensorSpec, Version, Window,

@@ -109,6 +109,10 @@ impl RawManifest {
         let input = input_spec(&mut p, &self.input);
         let preprocessing = preprocessing(&mut p, self, &input);
         let outputs = outputs(&mut p, self.task, &self.outputs, &input.name);
+        let baseline = self
+            .baseline
+            .as_ref()
+            .and_then(|raw| super::baseline::validate_baseline(raw, &outputs, &mut p.0));
 
         if !p.0.is_empty() {
             return Err(ManifestError(p.0));
@@ -128,6 +132,7 @@ impl RawManifest {
             per_image: self.input.per_image,
             preprocessing,
             outputs,
+            baseline,
         })
     }
 }

@@ -34,10 +34,19 @@ pub struct Metrics {
     pub http_request_seconds: HistogramVec,
     /// Assembly, routing, jobs, engines and results.
     pub pipeline: super::pipeline::PipelineMetrics,
+    /// Per site and scanner: received, latency, errors, fallbacks, cache, findings.
+    pub performance: super::performance::PerformanceMetrics,
+    /// The drift monitor (`[drift]` from `with_drift`; defaults with `new`).
+    pub drift: super::drift::DriftHandle,
 }
 
 impl Metrics {
     pub fn new() -> Self {
+        Self::with_drift(Default::default())
+    }
+
+    /// With the configured `[drift]` section (what `app::run` should use).
+    pub fn with_drift(drift: crate::config::DriftConfig) -> Self {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
@@ -117,6 +126,8 @@ impl Metrics {
                 ],
             ),
             pipeline: super::pipeline::PipelineMetrics::register(&registry),
+            performance: super::performance::PerformanceMetrics::register(&registry),
+            drift: super::drift::DriftHandle::register(&registry, drift),
             registry,
         }
     }

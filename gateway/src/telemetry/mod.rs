@@ -4,13 +4,23 @@
 //! AE titles, modalities and outcomes only (bounded sets), never names, IDs,
 //! birth dates or UIDs.
 
+#[cfg(test)]
+mod dashboard_check;
+pub mod drift;
 mod metrics;
 mod metrics_http;
+mod performance;
 mod pipeline;
+mod scanner;
 
+pub use drift::DriftHandle;
 pub use metrics::{Metrics, modality_label};
 pub use metrics_http::serve_metrics;
+pub use performance::{
+    FailureObservation, PERFORMANCE_METRIC_NAMES, PerformanceMetrics, ResultObservation,
+};
 pub use pipeline::PipelineMetrics;
+pub use scanner::{MODELS_PER_VENDOR, ScannerLabels, model_slug, vendor_label};
 
 use crate::config::LoggingConfig;
 

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod deliveries_api;
 pub mod error;
+pub mod performance_api;
 pub mod qido;
 pub mod results_api;
 pub mod stow;
@@ -63,6 +64,7 @@ pub fn serve_dicomweb(
             .route("/health/ready", web::get().to(ready))
             .configure(results_api::register)
             .configure(deliveries_api::register)
+            .configure(performance_api::register)
             .service(
                 web::scope(BASE_PATH)
                     .configure(stow::register)
