@@ -151,6 +151,10 @@ impl Assembler {
             tracing::info!(site = %series.site, modality, instances = series.instances.len(), "series matches no route: stored only");
             return Vec::new();
         }
+        let scanner = self.metrics.performance.scanner_label(
+            series.first.manufacturer.as_deref(),
+            series.first.manufacturer_model_name.as_deref(),
+        );
         let mut jobs = Vec::new();
         let states = self.states.snapshot();
         let now_ms = crate::time::unix_millis();
@@ -199,6 +203,7 @@ impl Assembler {
                         sop_instance_uid: target.map(|i| i.sop_instance_uid.clone()),
                         site: series.site.clone(),
                         modality: modality.to_string(),
+                        scanner: scanner.to_string(),
                         route: route.name.clone(),
                         model: model.clone(),
                         version_source,

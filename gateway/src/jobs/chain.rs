@@ -104,13 +104,26 @@ impl GivenUp {
     }
 }
 
+/// What one model made of a job's images, with what monitoring needs.
+pub(super) struct Scored {
+    pub classification: Classification,
+    /// Every image's scores came from the result cache.
+    pub all_cached: bool,
+    /// Engine time over the images that were not cached.
+    pub inference: std::time::Duration,
+    /// Acquisition parameters of the first image, for drift.
+    pub acquisition: AcquisitionParams,
+    /// Mean input statistics over the images, for drift.
+    pub input: Option<InputStats>,
+}
+
 /// How the chain ended.
 pub(super) enum ChainOutcome {
     /// A model answered.
     Served {
         index: usize,
         model: LoadedModel,
-        classification: Classification,
+        scored: Scored,
         given_up: Vec<GivenUp>,
     },
     /// Every model was given up.
@@ -136,7 +149,7 @@ pub(super) fn step_reason(given_up: &[GivenUp]) -> Option<String> {
 
 /// The outcome of one attempt as the breaker should count it.
 pub(super) enum AttemptResult {
-    Answered(Classification),
+    Answered(Scored),
     GaveUp(AttemptError),
 }
 
@@ -214,6 +227,7 @@ mod tests {
             sop_instance_uid: None,
             site: "demo".into(),
             modality: "CT".into(),
+            scanner: "other".into(),
             route: route.into(),
             model: ModelId {
                 name: "ct-hyperdensity".into(),

@@ -51,11 +51,21 @@ CREATE TABLE IF NOT EXISTS jobs (
     served_version      TEXT,
     step_reason         TEXT,
     comparison          TEXT,
+    -- bounded scanner label (telemetry::scanner), for per-scanner reports
+    scanner             TEXT,
+    -- 1 when every image's scores came from the result cache
+    cache_hit           INTEGER,
+    -- engine time of the model that served, all images
+    inference_ms        INTEGER,
     UNIQUE (series_instance_uid, sop_instance_uid, model, version)
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, not_before_ms, id);
 CREATE INDEX IF NOT EXISTS jobs_study ON jobs (study_instance_uid);
 "#;
+
+/// Indexes on columns added by [`MIGRATIONS`], created after them.
+const LATE_INDEXES: &str =
+    "CREATE INDEX IF NOT EXISTS jobs_site_finished ON jobs (site, finished_ms);";
 
 /// Columns added since the table was first created, as `ADD COLUMN`
 /// clauses: an index written by an earlier build gains them at start-up.
@@ -66,6 +76,9 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("served_version", "served_version TEXT"),
     ("step_reason", "step_reason TEXT"),
     ("comparison", "comparison TEXT"),
+    ("scanner", "scanner TEXT"),
+    ("cache_hit", "cache_hit INTEGER"),
+    ("inference_ms", "inference_ms INTEGER"),
 ];
 
 pub fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
@@ -79,7 +92,7 @@ pub fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
             conn.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {definition}"))?;
         }
     }
-    Ok(())
+    conn.execute_batch(LATE_INDEXES)
 }
 
 /// Why a job exists.
@@ -121,6 +134,8 @@ pub struct NewJob {
     pub site: String,
     /// A bounded label (see `telemetry::modality_label`).
     pub modality: String,
+    /// A bounded label (see `telemetry::ScannerLabels`).
+    pub scanner: String,
     pub route: String,
     pub model: ModelId,
     /// Why this version (`config`, `pinned`, `promoted`, `canary`, `shadow`).
@@ -141,6 +156,7 @@ pub struct Job {
     pub sop_instance_uid: Option<String>,
     pub site: String,
     pub modality: String,
+    pub scanner: String,
     pub route: String,
     /// The version planned at dispatch; a fallback step may serve instead.
     pub model: ModelId,
@@ -177,6 +193,10 @@ pub struct JobCompletion {
     /// The stored result (`None`: a terminal step, or a shadow job).
     pub result_series_uid: Option<String>,
     pub result_sop_uid: Option<String>,
+    /// Every image's scores came from the result cache.
+    pub cache_hit: Option<bool>,
+    /// Engine time of the model that served.
+    pub inference_ms: Option<i64>,
 }
 
 /// Exactly what produced a result.
@@ -194,8 +214,8 @@ pub fn insert_jobs(tx: &Transaction<'_>, jobs: &[NewJob]) -> rusqlite::Result<us
         "INSERT OR IGNORE INTO jobs
             (level, study_instance_uid, series_instance_uid, sop_instance_uid, site, modality,
              route, model, version, destinations, state, ready_after_ms, created_at, updated_at,
-             purpose, version_source)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued', ?11, ?12, ?12, ?13, ?14)",
+             purpose, version_source, scanner)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'queued', ?11, ?12, ?12, ?13, ?14, ?15)",
     )?;
     let mut created = 0;
     for job in jobs {
@@ -216,6 +236,7 @@ pub fn insert_jobs(tx: &Transaction<'_>, jobs: &[NewJob]) -> rusqlite::Result<us
             now,
             job.purpose.as_str(),
             job.version_source,
+            job.scanner,
         ])?;
     }
     Ok(created)
@@ -238,7 +259,7 @@ pub fn claim(conn: &Connection, now_ms: i64) -> rusqlite::Result<Option<Job>> {
                      ORDER BY not_before_ms, id LIMIT 1)
          RETURNING id, level, study_instance_uid, series_instance_uid, sop_instance_uid, site,
                    modality, route, model, version, destinations, attempts, ready_after_ms,
-                   purpose",
+                   purpose, COALESCE(scanner, 'other')",
         params![now_ms, crate::time::now_rfc3339()],
         job_from_row,
     )
@@ -270,6 +291,7 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         sop_instance_uid: (!sop.is_empty()).then_some(sop),
         site: r.get(5)?,
         modality: r.get(6)?,
+        scanner: r.get(14)?,
         route: r.get(7)?,
         model: ModelId {
             name: r.get(8)?,
@@ -288,7 +310,7 @@ pub fn complete(tx: &Transaction<'_>, id: i64, done: &JobCompletion) -> rusqlite
         "UPDATE jobs SET state = 'done', updated_at = ?2, engine = ?3, model_sha256 = ?4,
              step = ?5, findings = ?6, result_series_uid = ?7, result_sop_uid = ?8,
              error_kind = NULL, error = NULL, finished_ms = ?9, served_model = ?10,
-             served_version = ?11, step_reason = ?12
+             served_version = ?11, step_reason = ?12, cache_hit = ?13, inference_ms = ?14
          WHERE id = ?1",
         params![
             id,
@@ -303,6 +325,8 @@ pub fn complete(tx: &Transaction<'_>, id: i64, done: &JobCompletion) -> rusqlite
             done.served_by.as_ref().map(|s| s.model.name.as_str()),
             done.served_by.as_ref().map(|s| s.model.version.to_string()),
             done.step_reason,
+            done.cache_hit,
+            done.inference_ms,
         ],
     )?;
     Ok(())

@@ -14,7 +14,8 @@ use tracing::Instrument as _;
 
 use super::JobsNotifier;
 use super::chain::{
-    AttemptResult, ChainOutcome, GivenUp, Plan, publish_circuit, record, step_name, step_reason,
+    AttemptResult, ChainOutcome, GivenUp, Plan, Scored, publish_circuit, record, step_name,
+    step_reason,
 };
 use super::models::ModelCache;
 use super::queue::{self, Job, JobCompletion, JobPurpose};
@@ -30,7 +31,8 @@ use crate::pixels::{PixelError, image_to_tensor};
 use crate::results::sr::SrError;
 use crate::route::{RouteStateStore, RoutesHandle, Terminal};
 use crate::store::{Store, StoreError};
-use crate::telemetry::Metrics;
+use crate::telemetry::drift::{AcquisitionParams, DriftObservation, InputStats};
+use crate::telemetry::{FailureObservation, Metrics, ResultObservation};
 
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
@@ -163,6 +165,10 @@ impl JobRunner {
         &self.inner.parts.metrics.pipeline
     }
 
+    fn metrics_all(&self) -> &Metrics {
+        &self.inner.parts.metrics
+    }
+
     /// Queues jobs a crash left running, then starts the workers.
     pub async fn spawn(
         &self,
@@ -256,6 +262,17 @@ impl JobRunner {
                     });
                     let outcome = if retry { "retry" } else { "failed" };
                     metrics.jobs.with_label_values(&[job.route.as_str(), outcome]).inc();
+                    let version = job.model.version.to_string();
+                    self.metrics_all().performance.record_failure(&FailureObservation {
+                        site: &job.site,
+                        modality: &job.modality,
+                        scanner: &job.scanner,
+                        route: &job.route,
+                        model: &job.model.name,
+                        version: &version,
+                        kind,
+                        will_retry: retry,
+                    });
                     tracing::warn!(error_kind = kind, error = %message, attempts = job.attempts, retry, "job failed");
                     let id = job.id;
                     let detail = failure_detail(&job, kind, &message);
@@ -395,7 +412,7 @@ impl JobRunner {
                 Ok(permit) => {
                     let call = self.classify_all(job, &model, sources);
                     let outcome = match tokio::time::timeout(plan.timeout, call).await {
-                        Ok(Ok(classification)) => AttemptResult::Answered(classification),
+                        Ok(Ok(scored)) => AttemptResult::Answered(scored),
                         Ok(Err(JobError::Engine(e))) => AttemptResult::GaveUp(e.into()),
                         // Neither the engine's success nor its failure.
                         Ok(Err(other)) => return Err(other),
@@ -412,12 +429,12 @@ impl JobRunner {
                 &breaker,
             );
             match attempt {
-                AttemptResult::Answered(classification) => {
+                AttemptResult::Answered(scored) => {
                     self.count_given_up(job, &given_up);
                     return Ok(ChainOutcome::Served {
                         index,
                         model,
-                        classification,
+                        scored,
                         given_up,
                     });
                 }
@@ -450,9 +467,10 @@ impl JobRunner {
         sources: &[SeriesInstance],
         index: usize,
         model: &LoadedModel,
-        classification: Classification,
+        scored: Scored,
         given_up: &[GivenUp],
     ) -> Result<(), JobError> {
+        let classification = &scored.classification;
         let step = step_name(index);
         let reason = step_reason(given_up);
         let stored = self
@@ -461,7 +479,7 @@ impl JobRunner {
                 series,
                 sources,
                 model,
-                &classification,
+                classification,
                 Step {
                     name: step,
                     reason: reason.as_deref(),
@@ -495,8 +513,8 @@ impl JobRunner {
                 .with_label_values(&[job.route.as_str(), step])
                 .inc();
         }
-        let findings = findings_json(&classification);
-        let detail = completion_detail(
+        let findings = findings_json(classification);
+        let mut detail = completion_detail(
             job,
             sources,
             Some(&served),
@@ -505,6 +523,8 @@ impl JobRunner {
             Some(&findings),
             Some(&stored.sop_instance_uid),
         );
+        detail["cache_hit"] = scored.all_cached.into();
+        let served_model = served.model.clone();
         let completion = JobCompletion {
             served_by: Some(served),
             step: step.to_string(),
@@ -512,10 +532,14 @@ impl JobRunner {
             findings: Some(findings.clone()),
             result_series_uid: Some(stored.series_instance_uid.clone()),
             result_sop_uid: Some(stored.sop_instance_uid.clone()),
+            cache_hit: Some(scored.all_cached),
+            inference_ms: Some(scored.inference.as_millis() as i64),
         };
-        self.complete(job, completion, "inference.completed", detail)
+        let waited = self
+            .complete(job, completion, "inference.completed", detail)
             .await?;
         self.compare_with_counterpart(job, &findings).await;
+        self.monitor(job, &served_model, step, &scored, waited).await;
         tracing::info!(
             step,
             positives = classification.positives().count(),
@@ -552,9 +576,25 @@ impl JobRunner {
             findings: None,
             result_series_uid: None,
             result_sop_uid: None,
+            cache_hit: None,
+            inference_ms: None,
         };
-        self.complete(job, completion, "inference.not_performed", detail)
+        let waited = self
+            .complete(job, completion, "inference.not_performed", detail)
             .await?;
+        let version = job.model.version.to_string();
+        self.metrics_all().performance.record_result(&ResultObservation {
+            site: &job.site,
+            modality: &job.modality,
+            scanner: &job.scanner,
+            route: &job.route,
+            model: &job.model.name,
+            version: &version,
+            step,
+            cache_hit: None,
+            end_to_end: waited,
+            findings: &[],
+        });
         tracing::warn!(step, forwarded, "no model could serve: terminal step taken");
         Ok(())
     }
@@ -586,6 +626,8 @@ impl JobRunner {
             findings: Some(findings.clone()),
             result_series_uid: None,
             result_sop_uid: None,
+            cache_hit: None,
+            inference_ms: None,
         };
         self.complete(job, completion, "inference.shadow_completed", detail)
             .await?;
@@ -599,7 +641,7 @@ impl JobRunner {
         completion: JobCompletion,
         action: &'static str,
         detail: serde_json::Value,
-    ) -> Result<(), JobError> {
+    ) -> Result<Duration, JobError> {
         let id = job.id;
         self.db(move |c| {
             let tx = c.transaction()?;
@@ -615,14 +657,70 @@ impl JobRunner {
             tx.commit()
         })
         .await?;
-        let waited = (crate::time::unix_millis() - job.ready_after_ms).max(0) as f64 / 1000.0;
+        let waited =
+            Duration::from_millis((crate::time::unix_millis() - job.ready_after_ms).max(0) as u64);
         if job.purpose == JobPurpose::Production {
             self.metrics()
                 .end_to_end_seconds
                 .with_label_values(&[&job.site, &job.route])
-                .observe(waited);
+                .observe(waited.as_secs_f64());
         }
-        Ok(())
+        Ok(waited)
+    }
+
+    /// Per-site performance and drift of a stored result. A result taken
+    /// from the cache is not new data for drift: a re-sent series would
+    /// otherwise count twice.
+    async fn monitor(
+        &self,
+        job: &Job,
+        served: &crate::models::ModelId,
+        step: &str,
+        scored: &Scored,
+        waited: Duration,
+    ) {
+        let version = served.version.to_string();
+        let labels = &scored.classification.labels;
+        let findings: Vec<(&str, bool)> =
+            labels.iter().map(|l| (l.label.as_str(), l.positive)).collect();
+        let telemetry = self.metrics_all();
+        telemetry.performance.record_result(&ResultObservation {
+            site: &job.site,
+            modality: &job.modality,
+            scanner: &job.scanner,
+            route: &job.route,
+            model: &served.name,
+            version: &version,
+            step,
+            cache_hit: Some(scored.all_cached),
+            end_to_end: waited,
+            findings: &findings,
+        });
+        if scored.all_cached {
+            return;
+        }
+        telemetry.performance.record_inference(
+            &job.site,
+            &job.scanner,
+            &served.name,
+            &version,
+            scored.inference,
+        );
+        let scores: Vec<(&str, f32)> = labels.iter().map(|l| (l.label.as_str(), l.score)).collect();
+        let outcome = telemetry.drift.observe(&DriftObservation {
+            site: &job.site,
+            scanner: &job.scanner,
+            model: &served.name,
+            version: &version,
+            scores: &scores,
+            acquisition: &scored.acquisition,
+            input: scored.input.clone(),
+        });
+        if !outcome.is_empty()
+            && let Err(e) = self.db(move |c| outcome.write(c)).await
+        {
+            tracing::warn!(error = %e, "cannot record drift state");
+        }
     }
 
     /// When both the production and the shadow job of the same work are
@@ -675,27 +773,38 @@ impl JobRunner {
         job: &Job,
         model: &LoadedModel,
         sources: &[SeriesInstance],
-    ) -> Result<Classification, JobError> {
+    ) -> Result<Scored, JobError> {
         let id = model.id();
         let version = id.version.to_string();
         let cache = &self.inner.parts.cache;
         let fingerprint = crate::cache::ModelFingerprint::of(model.manifest());
         let mut combined: Option<Classification> = None;
+        let mut all_cached = true;
+        let mut inference = Duration::ZERO;
+        let mut acquisition: Option<AcquisitionParams> = None;
+        let mut inputs: Vec<InputStats> = Vec::new();
         for source in sources {
             let path = self.inner.data_dir.join(&source.path);
             let manifest = Arc::clone(model.manifest());
             let hash_input = cache.is_enabled();
-            let (tensor, input) = tokio::task::spawn_blocking(move || {
+            let first = acquisition.is_none();
+            let (tensor, input, params, stats) = tokio::task::spawn_blocking(move || {
                 let object = dicom_object::open_file(&path)
                     .map_err(|e| PixelError::Decode(format!("cannot read stored instance: {e}")))?;
                 let tensor =
                     image_to_tensor(&object, 0, &manifest.preprocessing, &manifest.input)?;
                 let input = hash_input
                     .then(|| crate::cache::InputDigest::of_tensor(&manifest.input.name, &tensor));
-                Ok::<_, PixelError>((tensor, input))
+                let params = first.then(|| AcquisitionParams::from_object(&object));
+                let stats = InputStats::of_tensor(&tensor);
+                Ok::<_, PixelError>((tensor, input, params, stats))
             })
             .await
             .map_err(|e| JobError::Internal(format!("pixel task: {e}")))??;
+            if let Some(params) = params {
+                acquisition = Some(params);
+            }
+            inputs.extend(stats);
             let key = input.map(|input| fingerprint.key(&input));
             let cached = match &key {
                 Some(key) => cache.get(key).await,
@@ -704,6 +813,7 @@ impl JobRunner {
             let classification = match cached {
                 Some(hit) => hit.classification,
                 None => {
+                    all_cached = false;
                     let started = Instant::now();
                     let result = model.classify(tensor).await.and_then(|c| {
                         match c.labels.iter().find(|l| !l.score.is_finite()) {
@@ -719,6 +829,7 @@ impl JobRunner {
                         .inference_seconds
                         .with_label_values(&[&job.route, &id.name, &version, outcome])
                         .observe(started.elapsed().as_secs_f64());
+                    inference += started.elapsed();
                     let classification = result?;
                     if let Some(key) = &key {
                         let value = crate::cache::CachedResult::new(
@@ -736,7 +847,13 @@ impl JobRunner {
                 Some(so_far) => max_per_label(so_far, classification),
             });
         }
-        combined.ok_or(JobError::SourceGone)
+        Ok(Scored {
+            classification: combined.ok_or(JobError::SourceGone)?,
+            all_cached,
+            inference,
+            acquisition: acquisition.unwrap_or_default(),
+            input: InputStats::mean_of(&inputs),
+        })
     }
 
     /// Runs `f` on a fresh connection to the index, off the async runtime.
