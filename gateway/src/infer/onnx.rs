@@ -5,21 +5,22 @@
 //! then optimises once into a runnable plan. Each request runs the plan on
 //! tokio's blocking pool behind the model's [`ConcurrencyLimit`]; tract uses
 //! one thread per run, so `max_concurrent` is the number of cores a model
-//! may keep busy.
+//! may keep busy. A manifest with a dynamic batch keeps the first axis
+//! symbolic (`N`), so one plan runs any batch the batcher stacks.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use tract_onnx::prelude::{
-    Datum, DatumExt, Framework, InferenceFact, InferenceModelExt, IntoRunnable, IntoTValue,
-    IntoTensor, TValue, TVec, TypedRunnableModel, tvec,
+    Datum, Framework, InferenceFact, InferenceModelExt, IntoRunnable, IntoTValue, IntoTensor, TDim,
+    TValue, TVec, ToDim, TypedRunnableModel, tvec,
 };
 use tract_onnx::tract_hir::infer::Factoid;
 
 use super::InferenceEngine;
 use super::error::EngineError;
 use super::limit::{ConcurrencyLimit, EngineLimits, EngineStats};
-use super::tensor::{Tensors, check_inputs, check_outputs};
+use super::tensor::{Tensors, check_batched_inputs, check_inputs, check_outputs, with_batch};
 use crate::models::{TensorSpec, VerifiedModel};
 
 /// A model loaded into tract, optimised and ready to run.
@@ -30,6 +31,8 @@ pub struct TractEngine {
     /// For each manifest output, its position among the plan's outputs
     /// (outputs the manifest does not name are computed and dropped).
     output_positions: Arc<[usize]>,
+    /// The first axis of input and outputs is a batch (see the manifest).
+    dynamic_batch: bool,
     limit: ConcurrencyLimit,
 }
 
@@ -69,7 +72,20 @@ impl TractEngine {
             )));
         }
         check_declared_input(graph.input_fact(0).map_err(load_error)?, &manifest.input)?;
-        let input_fact: InferenceFact = f32::fact(manifest.input.shape.as_slice()).into();
+        let batch = manifest
+            .dynamic_batch
+            .then(|| graph.symbols.sym("N").to_dim());
+        let input_dims: Vec<TDim> = manifest
+            .input
+            .shape
+            .iter()
+            .enumerate()
+            .map(|(axis, &d)| match (&batch, axis) {
+                (Some(batch), 0) => batch.clone(),
+                _ => d.to_dim(),
+            })
+            .collect();
+        let input_fact = InferenceFact::dt_shape(f32::datum_type(), input_dims);
         graph.set_input_fact(0, input_fact).map_err(load_error)?;
 
         let model_outputs: Vec<String> = graph
@@ -111,7 +127,16 @@ impl TractEngine {
                     spec.name, fact.datum_type
                 )));
             }
-            if fact.shape.as_concrete() != Some(spec.shape.as_slice()) {
+            let expected: Vec<TDim> = spec
+                .shape
+                .iter()
+                .enumerate()
+                .map(|(axis, &d)| match (&batch, axis) {
+                    (Some(batch), 0) => batch.clone(),
+                    _ => d.to_dim(),
+                })
+                .collect();
+            if fact.shape.dims() != expected.as_slice() {
                 return Err(EngineError::ManifestMismatch(format!(
                     "output `{}` has shape {:?}, the manifest says {:?}",
                     spec.name, fact.shape, spec.shape
@@ -124,6 +149,7 @@ impl TractEngine {
             inputs: vec![manifest.input.clone()],
             outputs: outputs.into(),
             output_positions: output_positions.into(),
+            dynamic_batch: manifest.dynamic_batch,
             limit: ConcurrencyLimit::new(limits),
         })
     }
@@ -133,6 +159,7 @@ impl TractEngine {
         input: TValue,
         outputs: &[TensorSpec],
         positions: &[usize],
+        batch: Option<usize>,
     ) -> Result<Tensors, EngineError> {
         let mut values: TVec<Option<TValue>> = plan
             .run(tvec!(input))
@@ -154,7 +181,13 @@ impl TractEngine {
                 .map_err(|e| EngineError::Execution(format!("output `{}`: {e:#}", spec.name)))?;
             named.insert(spec.name.clone(), array);
         }
-        check_outputs(outputs, &named)?;
+        match batch {
+            Some(batch) => {
+                let batched: Vec<_> = outputs.iter().map(|s| with_batch(s, batch)).collect();
+                check_outputs(&batched, &named)?;
+            }
+            None => check_outputs(outputs, &named)?,
+        }
         Ok(named)
     }
 }
@@ -202,7 +235,12 @@ impl InferenceEngine for TractEngine {
 
     fn infer(&self, mut inputs: Tensors) -> BoxFuture<'_, Result<Tensors, EngineError>> {
         Box::pin(async move {
-            check_inputs(&self.inputs, &inputs)?;
+            let batch = if self.dynamic_batch {
+                Some(check_batched_inputs(&self.inputs, &inputs)?)
+            } else {
+                check_inputs(&self.inputs, &inputs)?;
+                None
+            };
             let input = inputs
                 .remove(&self.inputs[0].name)
                 .ok_or_else(|| EngineError::Internal("checked input vanished".into()))?;
@@ -212,7 +250,7 @@ impl InferenceEngine for TractEngine {
             self.limit
                 .run_blocking(move || {
                     let input = tract_onnx::prelude::Tensor::from(input).into_tvalue();
-                    TractEngine::run_plan(&plan, input, &outputs, &positions)
+                    TractEngine::run_plan(&plan, input, &outputs, &positions, batch)
                 })
                 .await
         })
