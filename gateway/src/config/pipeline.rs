@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::validate::Problems;
-use crate::infer::EngineConfig;
+use crate::infer::{BatchingConfig, EngineConfig, EngineSettings, TritonConfig};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
@@ -22,6 +22,9 @@ pub struct RawPipeline {
     pub retry_delay: String,
     pub uid_root: String,
     pub engine: EngineConfig,
+    /// The Triton server for manifests with a `[triton]` section.
+    pub triton: Option<TritonConfig>,
+    pub batching: BatchingConfig,
 }
 
 impl Default for RawPipeline {
@@ -37,6 +40,8 @@ impl Default for RawPipeline {
             retry_delay: "5s".into(),
             uid_root: DEFAULT_UID_ROOT.into(),
             engine: EngineConfig::onnx(),
+            triton: None,
+            batching: BatchingConfig::default(),
         }
     }
 }
@@ -54,6 +59,20 @@ pub struct PipelineConfig {
     pub retry_delay: Duration,
     pub uid_root: String,
     pub engine: EngineConfig,
+    pub triton: Option<TritonConfig>,
+    pub batching: BatchingConfig,
+}
+
+impl PipelineConfig {
+    /// What `LoadedModel::load` needs to serve any model version: the local
+    /// engine, the Triton server and the batching policy.
+    pub fn engine_settings(&self) -> EngineSettings {
+        EngineSettings {
+            engine: self.engine.clone(),
+            triton: self.triton.clone(),
+            batching: self.batching.clone(),
+        }
+    }
 }
 
 /// Result UIDs are `<root>.<decimal hash>`; this default (a 2.25 root
@@ -85,6 +104,19 @@ pub(super) fn validate_pipeline(raw: &RawPipeline, p: &mut Problems) -> Pipeline
             root.len()
         ));
     }
+    if let Some(triton) = &raw.triton {
+        for problem in triton.problems() {
+            p.push(format!("pipeline.triton: {problem}"));
+        }
+    }
+    if let EngineConfig::Triton(triton) = &raw.engine {
+        for problem in triton.problems() {
+            p.push(format!("pipeline.engine: {problem}"));
+        }
+    }
+    for problem in raw.batching.problems() {
+        p.push(format!("pipeline.batching.{problem}"));
+    }
     PipelineConfig {
         enabled: raw.enabled,
         models_dir: PathBuf::from(&raw.models_dir),
@@ -99,5 +131,7 @@ pub(super) fn validate_pipeline(raw: &RawPipeline, p: &mut Problems) -> Pipeline
         retry_delay: p.duration("pipeline.retry_delay", &raw.retry_delay),
         uid_root: root.to_string(),
         engine: raw.engine.clone(),
+        triton: raw.triton.clone(),
+        batching: raw.batching.clone(),
     }
 }
