@@ -23,6 +23,8 @@ mod signature;
 mod status;
 
 #[cfg(test)]
+mod server_tests;
+#[cfg(test)]
 pub(crate) mod test_server;
 #[cfg(test)]
 mod tests;
