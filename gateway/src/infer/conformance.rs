@@ -43,9 +43,17 @@ async fn check_engine(config: EngineConfig) {
 /// [`check_engine`] on another copy of the demo models (the Triton suite
 /// adds `[triton]` sections).
 async fn check_engine_on(repo: &ModelRepository, config: EngineConfig) {
+    let batching = BatchingConfig::enabled(
+        NonZeroUsize::new(4).unwrap(),
+        std::time::Duration::from_millis(5),
+    );
+    let settings = EngineSettings {
+        batching,
+        ..EngineSettings::from(&config)
+    };
     let mut models = Vec::new();
     for entry in repo.entries() {
-        let model = LoadedModel::load(entry, &config)
+        let model = LoadedModel::load(entry, &settings)
             .await
             .unwrap_or_else(|e| panic!("{}: {e}", entry.id()));
         assert_eq!(model.engine_kind(), config.kind());

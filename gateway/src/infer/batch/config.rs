@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! [pipeline.batching]
-//! max_batch_size = 8        # 1 turns batching off
+//! max_batch_size = 8        # 1 (the default) turns batching off
 //! max_queue_delay = "5ms"   # the longest a request waits for company
 //! max_queued = 64           # requests waiting; the rest are refused, retryably
 //!
@@ -24,7 +24,9 @@ use crate::infer::tensor::MAX_BATCH_SIZE;
 use crate::models::ModelId;
 
 /// Batching defaults and per-model overrides. Only models whose manifest
-/// declares a dynamic batch axis are batched.
+/// declares a dynamic batch axis are batched, and only where
+/// `max_batch_size` is above 1: off by default, because it pays on GPUs and
+/// ONNX Runtime but costs throughput on tract (docs/engines.md has figures).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchingConfig {
@@ -78,10 +80,17 @@ impl Default for BatchingConfig {
 }
 
 impl BatchingConfig {
-    /// No batching for any model.
+    /// No batching for any model (the default).
     pub fn disabled() -> Self {
+        BatchingConfig::default()
+    }
+
+    /// Up to `max_batch_size` requests per call, waiting at most
+    /// `max_queue_delay`, for every batch-dynamic model.
+    pub fn enabled(max_batch_size: NonZeroUsize, max_queue_delay: Duration) -> Self {
         BatchingConfig {
-            max_batch_size: NonZeroUsize::MIN,
+            max_batch_size,
+            max_queue_delay,
             ..BatchingConfig::default()
         }
     }
@@ -152,7 +161,7 @@ impl BatchingConfig {
 }
 
 fn default_max_batch_size() -> NonZeroUsize {
-    NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN)
+    NonZeroUsize::MIN
 }
 
 fn default_max_queue_delay() -> Duration {

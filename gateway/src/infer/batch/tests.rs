@@ -239,9 +239,10 @@ fn batching_config_overrides_by_name_then_version() {
         config.policy_for(&id("ct-hyperdensity@2.0.0")),
         policy(8, 5, 64)
     );
+    // Off unless configured.
     assert_eq!(
         BatchingConfig::default().policy_for(&id("x@1.0.0")),
-        policy(8, 5, 64)
+        policy(1, 5, 64)
     );
 
     let bad: BatchingConfig = toml::from_str(
