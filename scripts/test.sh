@@ -19,9 +19,10 @@ if [ ${#need_packages[@]} -gt 0 ]; then
   $sudo_cmd apt-get install -y -q --no-install-recommends "${need_packages[@]}"
 fi
 
-# Python peers (DICOMweb client) in a project-local virtual environment.
+# Python peers (DICOMweb client, the KServe v2 server for the triton engine)
+# in a project-local virtual environment.
 venv=.venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import dicomweb_client, pydicom, pynetdicom, onnx, numpy, onnxruntime; assert onnxruntime.__version__ == "1.31.1"' 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import dicomweb_client, pydicom, pynetdicom, onnx, numpy, onnxruntime, kserve; assert onnxruntime.__version__ == "1.31.1"; from importlib.metadata import version; assert version("kserve").startswith("0.21.")' 2>/dev/null; then
   python3 -m venv "$venv" 2>/dev/null || {
     echo "installing python3-venv"
     sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

@@ -103,7 +103,8 @@ async fn engines(
         .require(&state, Operation::ReadEngines, || json!({}))
         .await?;
     let control = state.control()?;
-    let engine = control.models.engine_config();
+    let settings = control.models.engine_settings();
+    let engine = &settings.engine;
     let limits = engine.limits();
     let policy = control.circuits.policy();
     let circuits: Vec<serde_json::Value> = control
@@ -129,6 +130,8 @@ async fn engines(
             "max_concurrent": limits.max_concurrent.get(),
             "max_queued": limits.max_queued,
         },
+        // Whether models may be served by Triton (never its address).
+        "triton_configured": settings.triton.is_some(),
         "circuit_policy": {
             "consecutive_failures": policy.consecutive_failures.get(),
             "error_rate": policy.error_rate,

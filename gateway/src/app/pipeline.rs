@@ -60,7 +60,7 @@ pub async fn start(
     }
 
     let models = Arc::new(
-        ModelCache::new(Arc::clone(&repository), settings.engine.clone())
+        ModelCache::new(Arc::clone(&repository), settings.engine_settings())
             .with_audit(store.layout().index_path()),
     );
     // Routes are checked against the repository in force, which an admin

@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::validate::Problems;
-use crate::infer::{CircuitConfig, CircuitPolicy, EngineConfig};
+use crate::infer::{
+    BatchingConfig, CircuitConfig, CircuitPolicy, EngineConfig, EngineSettings, TritonConfig,
+};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
@@ -27,6 +29,9 @@ pub struct RawPipeline {
     pub engine: EngineConfig,
     /// When an engine's breaker opens and how it recovers.
     pub circuit: CircuitConfig,
+    /// The Triton server for manifests with a `[triton]` section.
+    pub triton: Option<TritonConfig>,
+    pub batching: BatchingConfig,
 }
 
 impl Default for RawPipeline {
@@ -44,6 +49,8 @@ impl Default for RawPipeline {
             attempt_timeout: "30s".into(),
             engine: EngineConfig::onnx(),
             circuit: CircuitConfig::default(),
+            triton: None,
+            batching: BatchingConfig::default(),
         }
     }
 }
@@ -63,6 +70,20 @@ pub struct PipelineConfig {
     pub attempt_timeout: Duration,
     pub engine: EngineConfig,
     pub circuit: CircuitPolicy,
+    pub triton: Option<TritonConfig>,
+    pub batching: BatchingConfig,
+}
+
+impl PipelineConfig {
+    /// What `LoadedModel::load` needs to serve any model version: the local
+    /// engine, the Triton server and the batching policy.
+    pub fn engine_settings(&self) -> EngineSettings {
+        EngineSettings {
+            engine: self.engine.clone(),
+            triton: self.triton.clone(),
+            batching: self.batching.clone(),
+        }
+    }
 }
 
 /// Result UIDs are `<root>.<decimal hash>`; this default (a 2.25 root
@@ -94,6 +115,19 @@ pub(super) fn validate_pipeline(raw: &RawPipeline, p: &mut Problems) -> Pipeline
             root.len()
         ));
     }
+    if let Some(triton) = &raw.triton {
+        for problem in triton.problems() {
+            p.push(format!("pipeline.triton: {problem}"));
+        }
+    }
+    if let EngineConfig::Triton(triton) = &raw.engine {
+        for problem in triton.problems() {
+            p.push(format!("pipeline.engine: {problem}"));
+        }
+    }
+    for problem in raw.batching.problems() {
+        p.push(format!("pipeline.batching.{problem}"));
+    }
     PipelineConfig {
         enabled: raw.enabled,
         models_dir: PathBuf::from(&raw.models_dir),
@@ -118,5 +152,79 @@ pub(super) fn validate_pipeline(raw: &RawPipeline, p: &mut Problems) -> Pipeline
                 }
                 CircuitPolicy::default()
             }),
+        triton: raw.triton.clone(),
+        batching: raw.batching.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::config::{CliOverrides, EMBEDDED_DEFAULT, load_from_str};
+    use crate::infer::EngineConfig;
+
+    fn load(extra: &str) -> Result<crate::config::GatewayConfig, Vec<String>> {
+        let text = format!("{EMBEDDED_DEFAULT}\n{extra}");
+        load_from_str(
+            &text,
+            Vec::<(String, String)>::new(),
+            &CliOverrides::default(),
+        )
+        .map_err(|e| e.0)
+    }
+
+    #[test]
+    fn triton_server_and_batching_are_read_into_the_engine_settings() {
+        let config = load(
+            "[pipeline.triton]\nurl = \"http://triton:8001\"\ntimeout = \"750ms\"\n\
+             [pipeline.batching.models.\"resnet18-demo\"]\nmax_batch_size = 16\n",
+        )
+        .unwrap();
+        let settings = config.pipeline.engine_settings();
+        assert_eq!(
+            settings.engine,
+            EngineConfig::onnx().with_limits(settings.engine.limits())
+        );
+        let triton = settings.triton().expect("a triton server");
+        assert_eq!(triton.timeout, Duration::from_millis(750));
+        let id = crate::models::ModelId {
+            name: "resnet18-demo".into(),
+            version: "1.1.0".parse().unwrap(),
+        };
+        let policy = settings.batching.policy_for(&id);
+        assert_eq!(policy.max_batch_size, 16);
+        assert_eq!(policy.max_queue_delay, Duration::from_millis(5));
+        // The effective configuration renders and reads back the same.
+        let rendered = config.to_toml();
+        assert!(rendered.contains("max_queue_delay = \"5ms\""), "{rendered}");
+        assert!(rendered.contains("timeout = \"750ms\""), "{rendered}");
+        assert!(
+            load_from_str(
+                &rendered,
+                Vec::<(String, String)>::new(),
+                &CliOverrides::default()
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn bad_triton_and_batching_keys_are_all_reported() {
+        let problems = load(
+            "[pipeline.triton]\nurl = \"triton:8001\"\ntls_domain = \"t\"\n\
+             [pipeline.batching.models.\"resnet18-demo\"]\nmax_batch_size = 1000\n",
+        )
+        .unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        assert!(
+            problems.iter().all(|p| p.starts_with("pipeline.")),
+            "{problems:#?}"
+        );
+        let unknown = load("[pipeline.triton]\nurl = \"http://t:1\"\nretries = 2\n").unwrap_err();
+        assert!(
+            unknown.iter().any(|p| p.contains("retries")),
+            "{unknown:#?}"
+        );
     }
 }

@@ -22,6 +22,7 @@ use super::limit::EngineLimits;
 use super::onnx::TractEngine;
 use super::onnxruntime::OnnxruntimeEngine;
 use super::tensor::zeros_like;
+pub use super::triton::TritonConfig;
 use crate::models::VerifiedModel;
 
 /// Which engine runs a model, and its per-model limits.
@@ -181,24 +182,11 @@ fn default_intra_threads() -> NonZeroUsize {
     NonZeroUsize::MIN
 }
 
-/// Placeholder until the Triton engine lands; its options (model name on
-/// the server, timeouts, TLS) join these.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TritonConfig {
-    /// gRPC endpoint, e.g. `http://triton:8001`.
-    pub url: String,
-    #[serde(default = "default_max_concurrent")]
-    pub max_concurrent: NonZeroUsize,
-    #[serde(default = "default_max_queued")]
-    pub max_queued: usize,
-}
-
-fn default_max_concurrent() -> NonZeroUsize {
+pub(super) fn default_max_concurrent() -> NonZeroUsize {
     EngineLimits::default().max_concurrent
 }
 
-fn default_max_queued() -> usize {
+pub(super) fn default_max_queued() -> usize {
     EngineLimits::default().max_queued
 }
 
@@ -208,6 +196,24 @@ impl Default for OnnxConfig {
             max_concurrent: default_max_concurrent(),
             max_queued: default_max_queued(),
         }
+    }
+}
+
+/// Durations as humantime text ("250ms", "2s"), like the rest of the
+/// configuration.
+pub(crate) mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&humantime::format_duration(*value).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text)
+            .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration: {e}")))
     }
 }
 
@@ -275,7 +281,7 @@ impl EngineConfig {
         let engine: Arc<dyn InferenceEngine> = match self {
             EngineConfig::Onnx(_) => Arc::new(TractEngine::load(model, self.limits())?),
             EngineConfig::Onnxruntime(c) => Arc::new(OnnxruntimeEngine::load(model, c)?),
-            EngineConfig::Triton(_) => return Err(EngineError::Unsupported { kind: "triton" }),
+            EngineConfig::Triton(c) => return c.build(model.manifest()),
         };
         let probe = Arc::clone(&engine);
         Ok(BuiltEngine {

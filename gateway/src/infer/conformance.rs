@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::test_images::{chest_radiograph, ct_head, pseudo_random};
+use super::triton::test_server::{KserveServer, triton_repository};
 use super::*;
 use crate::models::{ModelEntry, ModelRepository};
 
@@ -33,12 +34,26 @@ pub(super) fn input_for(model: &LoadedModel, seed: u64) -> Tensor {
     }
 }
 
-/// Runs the whole suite against the engine `config` builds.
+/// Runs the whole suite against the engine `config` builds, on the demo
+/// models (with dynamic batching in front of the batch-dynamic ResNet).
 async fn check_engine(config: EngineConfig) {
-    let repo = demo_repository();
+    check_engine_on(&demo_repository(), config).await;
+}
+
+/// [`check_engine`] on another copy of the demo models (the Triton suite
+/// adds `[triton]` sections).
+async fn check_engine_on(repo: &ModelRepository, config: EngineConfig) {
+    let batching = BatchingConfig::enabled(
+        NonZeroUsize::new(4).unwrap(),
+        std::time::Duration::from_millis(5),
+    );
+    let settings = EngineSettings {
+        batching,
+        ..EngineSettings::from(&config)
+    };
     let mut models = Vec::new();
     for entry in repo.entries() {
-        let model = LoadedModel::load(entry, &config)
+        let model = LoadedModel::load(entry, &settings)
             .await
             .unwrap_or_else(|e| panic!("{}: {e}", entry.id()));
         assert_eq!(model.engine_kind(), config.kind());
@@ -58,7 +73,9 @@ async fn check_engine(config: EngineConfig) {
     let dx = models.iter().find(|m| m.manifest().name == "dx-exposure");
     exposure_classes_follow_the_exposure(dx.expect("dx-exposure")).await;
 
-    let resnet = repo.latest("resnet18-demo").expect("resnet18-demo");
+    // The fixed-batch ResNet: batching has its own tests (infer/batch).
+    let version = "1.0.0".parse().expect("a version");
+    let resnet = repo.get("resnet18-demo", version).expect("resnet18-demo");
     concurrency_limit_is_respected(resnet, &config).await;
     excess_requests_are_refused_retryably(resnet, &config).await;
 }
@@ -229,6 +246,17 @@ async fn onnxruntime_engine_conforms() {
     check_engine(onnxruntime_config()).await;
 }
 
+/// The real KServe v2 server (kserve's servicer, ONNX Runtime underneath)
+/// serving every demo model, reached over gRPC by the `triton` engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triton_engine_conforms() {
+    let server = KserveServer::shared();
+    let (_dir, repo) = triton_repository(|name| name.to_string());
+    let mut config = TritonConfig::new(server.url());
+    config.timeout = std::time::Duration::from_secs(30);
+    check_engine_on(&repo, EngineConfig::Triton(config)).await;
+}
+
 /// ONNX Runtime with its library from `ORT_DYLIB_PATH`; a missing library
 /// fails the test (never skips it) and says how to get one.
 pub(super) fn onnxruntime_config() -> EngineConfig {
@@ -308,18 +336,19 @@ fn engine_config_is_a_closed_tagged_enum() {
     }
 }
 
-#[test]
-fn engines_not_built_in_say_so() {
+#[tokio::test]
+async fn the_triton_engine_serves_only_manifests_that_name_a_triton_model() {
     let repo = demo_repository();
     let verified = repo.entries()[0].load_verified().unwrap();
     let text = "kind = \"triton\"\nurl = \"http://t:8001\"";
     let config: EngineConfig = toml::from_str(text).unwrap();
     match config.build(&verified) {
-        Err(e @ EngineError::Unsupported { .. }) => {
+        Err(e @ EngineError::Load(_)) => {
             assert_eq!(e.fault(), Fault::Configuration);
+            assert!(e.to_string().contains("no [triton] section"), "{e}");
         }
         Err(e) => panic!("{text}: {e}"),
-        Ok(_) => panic!("{text}: built an engine that does not exist"),
+        Ok(_) => panic!("{text}: built an engine for a local model"),
     }
 }
 

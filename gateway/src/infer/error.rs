@@ -1,6 +1,8 @@
 //! `EngineError`: why an engine did not return outputs, whether trying
 //! again may help, and whose fault it is.
 
+use std::time::Duration;
+
 /// Whose fault an [`EngineError`] is, which decides who has to act.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -29,7 +31,8 @@ impl Fault {
 
 /// Why an engine refused or failed a request. One enum for every engine
 /// kind; remote engines map their transport errors onto these variants.
-#[derive(Debug, thiserror::Error)]
+/// `Clone`, so a batched call's failure reaches every request in the batch.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum EngineError {
     /// The tensors do not match what the model takes.
     #[error("invalid input: {0}")]
@@ -49,6 +52,13 @@ pub enum EngineError {
     /// A remote engine cannot be reached or says it is not ready.
     #[error("engine unavailable: {0}")]
     Unavailable(String),
+    /// A remote engine is up but the model (version) is not ready or not
+    /// there: a deployment in progress, or one that went wrong.
+    #[error("model not ready: {0}")]
+    NotReady(String),
+    /// A remote engine gave no answer within the per-request deadline.
+    #[error("no answer from the engine within {}", humantime::format_duration(*.0))]
+    DeadlineExceeded(Duration),
     /// The engine ran and failed.
     #[error("inference failed: {0}")]
     Execution(String),
@@ -78,7 +88,13 @@ impl EngineError {
     /// Whether the same request may succeed later without anyone changing
     /// anything (the caller may back off and retry, or fall back).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Overloaded { .. } | Self::Unavailable(_))
+        matches!(
+            self,
+            Self::Overloaded { .. }
+                | Self::Unavailable(_)
+                | Self::NotReady(_)
+                | Self::DeadlineExceeded(_)
+        )
     }
 
     pub fn fault(&self) -> Fault {
@@ -87,7 +103,11 @@ impl EngineError {
             Self::Load(_) | Self::ManifestMismatch(_) | Self::Unsupported { .. } => {
                 Fault::Configuration
             }
-            Self::Overloaded { .. } | Self::Unavailable(_) | Self::Execution(_) => Fault::Engine,
+            Self::Overloaded { .. }
+            | Self::Unavailable(_)
+            | Self::NotReady(_)
+            | Self::DeadlineExceeded(_)
+            | Self::Execution(_) => Fault::Engine,
             Self::Internal(_) => Fault::Internal,
         }
     }
@@ -101,6 +121,8 @@ impl EngineError {
             Self::Unsupported { .. } => "unsupported",
             Self::Overloaded { .. } => "overloaded",
             Self::Unavailable(_) => "unavailable",
+            Self::NotReady(_) => "not_ready",
+            Self::DeadlineExceeded(_) => "deadline_exceeded",
             Self::Execution(_) => "execution_failed",
             Self::Internal(_) => "internal",
         }

@@ -13,10 +13,14 @@
 //!   refusing the excess with a retryable error instead of queueing it.
 //! - [`LoadedModel`]: a verified manifest paired with its engine; maps
 //!   scores onto labels and operating points.
+//! - [`triton::TritonEngine`]: a model served by Triton (KServe v2 gRPC).
+//! - [`BatchingEngine`]: dynamic batching in front of any engine, for
+//!   models with a batch axis.
 //! - [`EngineError`]: whether a failure is retryable and whose fault it is.
 //! - [`CircuitBreaker`]: per engine and model version, stops calling an
 //!   engine that keeps failing so a route falls back at once.
 
+pub mod batch;
 pub mod circuit;
 mod config;
 mod error;
@@ -25,6 +29,7 @@ mod loaded;
 pub mod onnx;
 pub mod onnxruntime;
 mod tensor;
+pub mod triton;
 
 #[cfg(test)]
 mod conformance;
@@ -33,6 +38,7 @@ mod test_images;
 
 use futures::future::BoxFuture;
 
+pub use batch::{BatchPolicy, BatchStats, BatchingConfig, BatchingEngine};
 pub use circuit::{
     AttemptError, CircuitBreaker, CircuitConfig, CircuitKey, CircuitOpen, CircuitPolicy,
     CircuitRegistry, CircuitSnapshot, CircuitState, Failure, Permit, call_with_timeout,
@@ -43,8 +49,11 @@ pub use config::{
 };
 pub use error::{EngineError, Fault, InputError};
 pub use limit::{ConcurrencyLimit, EngineLimits, EngineStats};
-pub use loaded::{Classification, LabelScore, LoadError, LoadedModel};
-pub use tensor::{Tensor, Tensors, check_inputs, check_outputs, zeros_like};
+pub use loaded::{Classification, EngineSettings, LabelScore, LoadError, LoadedModel};
+pub use tensor::{
+    MAX_BATCH_SIZE, Tensor, Tensors, check_batched_inputs, check_inputs, check_outputs, with_batch,
+    zeros_like,
+};
 
 use crate::models::TensorSpec;
 

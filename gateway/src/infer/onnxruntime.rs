@@ -33,7 +33,9 @@ use super::InferenceEngine;
 use super::config::{OnnxruntimeConfig, Provider};
 use super::error::EngineError;
 use super::limit::{ConcurrencyLimit, EngineLimits, EngineStats};
-use super::tensor::{Tensor, Tensors, check_inputs, check_outputs};
+use super::tensor::{
+    Tensor, Tensors, check_batched_inputs, check_inputs, check_outputs, with_batch,
+};
 use crate::models::{TensorSpec, VerifiedModel};
 use pool::SessionPool;
 
@@ -45,6 +47,8 @@ pub struct OnnxruntimeEngine {
     provider: Provider,
     inputs: Vec<TensorSpec>,
     outputs: Arc<[TensorSpec]>,
+    /// The first axis of input and outputs is a batch (see the manifest).
+    dynamic_batch: bool,
     limit: ConcurrencyLimit,
 }
 
@@ -115,6 +119,7 @@ impl OnnxruntimeEngine {
             provider,
             inputs: vec![manifest.input.clone()],
             outputs: manifest.output_tensors().into(),
+            dynamic_batch: manifest.dynamic_batch,
             limit: ConcurrencyLimit::new(EngineLimits {
                 max_concurrent: config.max_concurrent,
                 max_queued: config.max_queued,
@@ -133,6 +138,7 @@ impl OnnxruntimeEngine {
         input_name: &str,
         input: &Tensor,
         outputs: &[TensorSpec],
+        batch: Option<usize>,
     ) -> Result<Tensors, EngineError> {
         let execution = |e: ort::Error| EngineError::Execution(e.to_string());
         // ONNX Runtime reads a contiguous buffer; checked inputs are usually
@@ -152,7 +158,13 @@ impl OnnxruntimeEngine {
                 .map_err(|e| EngineError::Execution(format!("output `{}`: {e}", spec.name)))?;
             named.insert(spec.name.clone(), array.to_owned());
         }
-        check_outputs(outputs, &named)?;
+        match batch {
+            Some(batch) => {
+                let batched: Vec<_> = outputs.iter().map(|s| with_batch(s, batch)).collect();
+                check_outputs(&batched, &named)?;
+            }
+            None => check_outputs(outputs, &named)?,
+        }
         Ok(named)
     }
 }
@@ -172,7 +184,12 @@ impl InferenceEngine for OnnxruntimeEngine {
 
     fn infer(&self, mut inputs: Tensors) -> BoxFuture<'_, Result<Tensors, EngineError>> {
         Box::pin(async move {
-            check_inputs(&self.inputs, &inputs)?;
+            let batch = if self.dynamic_batch {
+                Some(check_batched_inputs(&self.inputs, &inputs)?)
+            } else {
+                check_inputs(&self.inputs, &inputs)?;
+                None
+            };
             let input_name = self.inputs[0].name.clone();
             let input = inputs
                 .remove(&input_name)
@@ -182,7 +199,7 @@ impl InferenceEngine for OnnxruntimeEngine {
             self.limit
                 .run_blocking(move || {
                     let mut pooled = sessions.checkout()?;
-                    Self::run_session(pooled.session()?, &input_name, &input, &outputs)
+                    Self::run_session(pooled.session()?, &input_name, &input, &outputs, batch)
                 })
                 .await
         })

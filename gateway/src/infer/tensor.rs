@@ -107,6 +107,35 @@ pub fn check_inputs(specs: &[TensorSpec], inputs: &Tensors) -> Result<(), Engine
     Ok(())
 }
 
+/// The most requests one call may stack on a dynamic batch axis: bounds
+/// the memory a single call can take, whoever builds the batch.
+pub const MAX_BATCH_SIZE: usize = 256;
+
+/// [`check_inputs`] for a model with a dynamic batch axis (the manifest's
+/// `dynamic_batch`): each input holds 1 to [`MAX_BATCH_SIZE`] requests
+/// stacked on axis 0, the same number in every input, and is otherwise
+/// shaped like one request. Returns that number.
+pub fn check_batched_inputs(specs: &[TensorSpec], inputs: &Tensors) -> Result<usize, EngineError> {
+    let batch = specs
+        .first()
+        .and_then(|spec| inputs.get(&spec.name))
+        .and_then(|tensor| tensor.shape().first().copied())
+        .filter(|&n| (1..=MAX_BATCH_SIZE).contains(&n))
+        .unwrap_or(1);
+    let batched: Vec<TensorSpec> = specs.iter().map(|s| with_batch(s, batch)).collect();
+    check_inputs(&batched, inputs)?;
+    Ok(batch)
+}
+
+/// `spec` with `batch` on its first (batch) axis.
+pub fn with_batch(spec: &TensorSpec, batch: usize) -> TensorSpec {
+    let mut spec = spec.clone();
+    if let Some(first) = spec.shape.first_mut() {
+        *first = batch;
+    }
+    spec
+}
+
 /// Checks an engine's outputs against the manifest: a disagreement means the
 /// model and its manifest do not belong together.
 pub fn check_outputs(specs: &[TensorSpec], outputs: &Tensors) -> Result<(), EngineError> {

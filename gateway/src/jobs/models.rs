@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::audit::{self, AuditEntry};
-use crate::infer::{EngineConfig, LoadError, LoadedModel};
+use crate::infer::{EngineSettings, LoadError, LoadedModel};
 use crate::models::{ModelId, ModelRepository};
 
 /// Why a route's model cannot serve.
@@ -34,7 +34,8 @@ pub struct LoadedSummary {
 pub struct ModelCache {
     /// Replaced whole by a reload; readers clone the `Arc`.
     repository: RwLock<Arc<ModelRepository>>,
-    engine: EngineConfig,
+    /// The local engine, the Triton server and the batching policy.
+    engine: EngineSettings,
     /// One cell per version: a load holds only its own cell, so jobs on
     /// other models go on while a new version loads (a pin or promote
     /// loads before traffic moves).
@@ -44,10 +45,10 @@ pub struct ModelCache {
 }
 
 impl ModelCache {
-    pub fn new(repository: Arc<ModelRepository>, engine: EngineConfig) -> Self {
+    pub fn new(repository: Arc<ModelRepository>, engine: impl Into<EngineSettings>) -> Self {
         Self {
             repository: RwLock::new(repository),
-            engine,
+            engine: engine.into(),
             loaded: Mutex::new(HashMap::new()),
             audit_db: None,
         }
@@ -69,8 +70,8 @@ impl ModelCache {
         )
     }
 
-    /// The engine configuration local models are built with.
-    pub fn engine_config(&self) -> &EngineConfig {
+    /// What models are built with: local engine, Triton, batching.
+    pub fn engine_settings(&self) -> &EngineSettings {
         &self.engine
     }
 

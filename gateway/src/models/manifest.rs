@@ -39,6 +39,27 @@ pub struct Manifest {
     pub outputs: Vec<OutputSpec>,
     /// Expected distributions for drift monitoring (`[baseline]`, optional).
     pub baseline: Option<crate::telemetry::drift::ManifestBaseline>,
+    /// The model takes a batch on the first axis of its input and every
+    /// output (`-1` there in the file). `input.shape` and the outputs'
+    /// shapes still say 1 there: the shape of one request, which is what
+    /// the pixel pipeline makes; dynamic batching stacks requests.
+    pub dynamic_batch: bool,
+    /// Served by a Triton (KServe v2) server instead of from the local
+    /// model file; see [`TritonModel`].
+    pub triton: Option<TritonModel>,
+}
+
+/// Where a Triton-served model version runs: its name and pinned version in
+/// the server's model repository. `model_file` and `sha256` then name the
+/// artifact deployed there (e.g. `model.plan`); every request names this
+/// version and an answer from any other version is refused, so the hash in
+/// a result names what ran. See docs/engines.md.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TritonModel {
+    /// The model's name on the server.
+    pub model: String,
+    /// The version on the server (Triton versions are positive integers).
+    pub version: String,
 }
 
 /// `name@version`, the identity used in logs, metric labels and results.
@@ -261,6 +282,16 @@ pub struct RawManifest {
     pub outputs: Vec<RawOutput>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<super::baseline::RawBaseline>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triton: Option<RawTriton>,
+}
+
+/// `[triton]`: this version is served by a Triton (KServe v2) server.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTriton {
+    pub model: String,
+    pub version: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -14,7 +14,7 @@ mod validate;
 pub use baseline::{RawBaseline, RawQuantityBaseline};
 pub use manifest::{
     DataType, Label, Layout, Manifest, ManifestError, ModelId, Normalisation, OutputSpec, PerImage,
-    Preprocessing, RawManifest, Task, TensorSpec, Version, Window,
+    Preprocessing, RawManifest, RawTriton, Task, TensorSpec, TritonModel, Version, Window,
 };
 pub use repository::{
     FileStatus, InvalidModel, MANIFEST_FILE, ModelEntry, ModelFileError, ModelRepository,

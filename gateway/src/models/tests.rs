@@ -241,7 +241,8 @@ fn the_committed_demo_models_are_valid_and_verified() {
             "ct-hyperdensity@1.0.0",
             "ct-hyperdensity@2.0.0",
             "dx-exposure@1.0.0",
-            "resnet18-demo@1.0.0"
+            "resnet18-demo@1.0.0",
+            "resnet18-demo@1.1.0"
         ]
     );
     for entry in repo.entries() {
@@ -262,4 +263,53 @@ fn the_committed_demo_models_are_valid_and_verified() {
         .map(|e| std::fs::metadata(e.model_path()).unwrap().len())
         .sum();
     assert!(total < 50 * 1024 * 1024, "demo models take {total} bytes");
+}
+
+#[test]
+fn a_dynamic_batch_axis_and_a_triton_section_are_read_and_checked() {
+    let sha = "a".repeat(64);
+    let dynamic = manifest_with_sha(&sha)
+        .replace("shape = [1, 3, 8, 8]", "shape = [-1, 3, 8, 8]")
+        .replace("shape = [1, 2]", "shape = [-1, 2]")
+        + "\n[triton]\nmodel = \"tiny_trt\"\nversion = \"3\"\n";
+    let m = Manifest::from_toml(&dynamic).unwrap();
+    assert!(m.dynamic_batch);
+    // The shapes of one request: what the pixel pipeline makes.
+    assert_eq!(m.input.shape, [1, 3, 8, 8]);
+    assert_eq!(m.outputs[0].tensor.shape, [1, 2]);
+    assert_eq!(
+        m.triton,
+        Some(TritonModel {
+            model: "tiny_trt".into(),
+            version: "3".into()
+        })
+    );
+    let fixed = Manifest::from_toml(&manifest_with_sha(&sha)).unwrap();
+    assert!(!fixed.dynamic_batch && fixed.triton.is_none());
+
+    let bad = manifest_with_sha(&sha).replace("shape = [1, 3, 8, 8]", "shape = [-1, 3, 8, 8]")
+        + "\n[triton]\nmodel = \"tiny trt\"\nversion = \"latest\"\n";
+    let problems = Manifest::from_toml(&bad).unwrap_err().0;
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert!(
+        problems[0].contains("outputs[0].shape: the first axis must be -1"),
+        "{problems:#?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.starts_with("triton.model")),
+        "{problems:#?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.starts_with("triton.version")),
+        "{problems:#?}"
+    );
+    let elsewhere =
+        manifest_with_sha(&sha).replace("shape = [1, 3, 8, 8]", "shape = [1, -1, 8, 8]");
+    assert!(
+        Manifest::from_toml(&elsewhere).is_err(),
+        "-1 only on the batch axis"
+    );
+    let unknown =
+        manifest_with_sha(&sha) + "\n[triton]\nmodel = \"m\"\nversion = \"1\"\nurl = \"x\"\n";
+    assert!(Manifest::from_toml(&unknown).is_err());
 }

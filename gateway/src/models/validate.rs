@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use super::manifest::{
     Label, Layout, Manifest, ManifestError, Normalisation, NormalisationKind, OutputSpec, PerImage,
-    Preprocessing, RawInput, RawManifest, RawNormalisation, RawOutput, RawWindow, Task, TensorSpec,
-    Version, Window, WindowSource,
+    Preprocessing, RawInput, RawManifest, RawNormalisation, RawOutput, RawTriton, RawWindow, Task,
+    TensorSpec, TritonModel, Version, Window, WindowSource,
 };
 
 /// The words a demo manifest's `clinical_use` must contain.
@@ -106,9 +106,10 @@ impl RawManifest {
             p.push("sha256: must be 64 lower-case hex digits".into());
         }
 
-        let input = input_spec(&mut p, &self.input);
+        let (input, dynamic_batch) = input_spec(&mut p, &self.input);
         let preprocessing = preprocessing(&mut p, self, &input);
-        let outputs = outputs(&mut p, self.task, &self.outputs, &input.name);
+        let outputs = outputs(&mut p, self.task, &self.outputs, &input.name, dynamic_batch);
+        let triton = self.triton.as_ref().map(|raw| triton(&mut p, raw));
         let baseline = self
             .baseline
             .as_ref()
@@ -133,7 +134,45 @@ impl RawManifest {
             preprocessing,
             outputs,
             baseline,
+            dynamic_batch,
+            triton,
         })
+    }
+}
+
+/// A dynamic batch axis: `-1` first in a shape. Returns the shape of one
+/// request (1 on that axis) and whether the axis was dynamic.
+fn batch_axis(dims: &[i64]) -> (Vec<i64>, bool) {
+    match dims.split_first() {
+        Some((-1, rest)) => (
+            std::iter::once(1).chain(rest.iter().copied()).collect(),
+            true,
+        ),
+        _ => (dims.to_vec(), false),
+    }
+}
+
+fn triton(p: &mut Problems, raw: &RawTriton) -> TritonModel {
+    let tame = |s: &str| {
+        !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic() && c != '/')
+    };
+    if !tame(&raw.model) {
+        p.push(format!(
+            "triton.model: `{}` must be 1-128 printable characters without spaces or '/'",
+            raw.model
+        ));
+    }
+    // Pinned, so a result names one deployed artifact: Triton's versions
+    // are positive integers (its version folders).
+    if !matches!(raw.version.parse::<u64>(), Ok(v) if v > 0) || raw.version.starts_with('0') {
+        p.push(format!(
+            "triton.version: `{}` must be the server's version number, a positive integer",
+            raw.version
+        ));
+    }
+    TritonModel {
+        model: raw.model.clone(),
+        version: raw.version.clone(),
     }
 }
 
@@ -151,9 +190,10 @@ fn check_model_file(p: &mut Problems, name: &str) {
     }
 }
 
-fn input_spec(p: &mut Problems, raw: &RawInput) -> TensorSpec {
+fn input_spec(p: &mut Problems, raw: &RawInput) -> (TensorSpec, bool) {
     p.non_empty("input.name", &raw.name);
-    let shape = p.shape("input.shape", &raw.shape);
+    let (dims, dynamic_batch) = batch_axis(&raw.shape);
+    let shape = p.shape("input.shape", &dims);
     let rank = match raw.per_image {
         PerImage::TwoD => 4,
         PerImage::Volume => 5,
@@ -169,11 +209,12 @@ fn input_spec(p: &mut Problems, raw: &RawInput) -> TensorSpec {
             shape.len()
         ));
     }
-    TensorSpec {
+    let spec = TensorSpec {
         name: raw.name.clone(),
         shape,
         dtype: raw.dtype,
-    }
+    };
+    (spec, dynamic_batch)
 }
 
 fn preprocessing(p: &mut Problems, raw: &RawManifest, input: &TensorSpec) -> Preprocessing {
@@ -329,7 +370,13 @@ fn normalisation(p: &mut Problems, raw: &RawNormalisation, channels: usize) -> N
     }
 }
 
-fn outputs(p: &mut Problems, task: Task, raw: &[RawOutput], input_name: &str) -> Vec<OutputSpec> {
+fn outputs(
+    p: &mut Problems,
+    task: Task,
+    raw: &[RawOutput],
+    input_name: &str,
+    dynamic_batch: bool,
+) -> Vec<OutputSpec> {
     if raw.is_empty() {
         p.push("outputs: list at least one output".into());
     }
@@ -345,7 +392,13 @@ fn outputs(p: &mut Problems, task: Task, raw: &[RawOutput], input_name: &str) ->
             if out.name == input_name {
                 p.push(format!("{key}.name: `{}` is also the input's name", out.name));
             }
-            let shape = p.shape(&format!("{key}.shape"), &out.shape);
+            let (dims, batched) = batch_axis(&out.shape);
+            if batched != dynamic_batch {
+                p.push(format!(
+                    "{key}.shape: the first axis must be -1 (a dynamic batch) exactly when input.shape's is"
+                ));
+            }
+            let shape = p.shape(&format!("{key}.shape"), &dims);
             let labels = labels(p, &key, &out.labels);
             match task {
                 Task::Classification => {

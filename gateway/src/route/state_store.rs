@@ -442,6 +442,9 @@ fn check_model(models: &ModelRepository, model: &ModelId) -> Result<(), StateErr
         .ok_or_else(|| StateError::UnknownVersion(model.clone()))?;
     match entry.check_file() {
         FileStatus::Ok => Ok(()),
+        // Served by Triton: the plan lives on the server, which is asked
+        // at load (the ready check) instead.
+        FileStatus::Missing if entry.manifest().triton.is_some() => Ok(()),
         status => Err(StateError::ModelFile {
             model: model.clone(),
             status: match status {
