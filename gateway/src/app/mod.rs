@@ -40,7 +40,7 @@ pub const LISTENERS_FILE: &str = "listeners.json";
 
 /// Runs the gateway until `shutdown` resolves, then drains and returns.
 pub async fn run(config: GatewayConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let metrics = Metrics::new();
+    let metrics = Metrics::with_drift(config.drift.clone());
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let (store, report) = Store::open(&config.data_dir, config.store.clone(), metrics.clone())
@@ -49,6 +49,10 @@ pub async fn run(config: GatewayConfig, shutdown: impl Future<Output = ()>) -> a
         tracing::warn!(?report, "store reconciled after an unclean stop");
     } else {
         tracing::info!(instances = report.indexed_instances, "store opened");
+    }
+    match store.reader().connect().and_then(|c| metrics.drift.restore(&c)) {
+        Ok(keys) => tracing::info!(keys, "drift state restored"),
+        Err(e) => tracing::warn!(error = %e, "drift state not restored; starting empty"),
     }
 
     let pipeline = if config.pipeline.enabled {

@@ -33,6 +33,8 @@ pub struct Pipeline {
     watcher: Option<tokio::task::JoinHandle<()>>,
     /// Shares operator route state with other replicas through Redis.
     route_sync: Option<crate::route::RouteStateSync>,
+    /// Keeps `gateway_route_operator_state` in step with every change.
+    state_metrics: tokio::task::JoinHandle<()>,
 }
 
 /// How often the assembler looks for ready series: a fraction of the
@@ -57,6 +59,16 @@ pub async fn start(
     );
     for invalid in repository.invalid() {
         tracing::warn!(dir = %invalid.dir.display(), problems = ?invalid.problems, "model version skipped");
+    }
+    for entry in repository.entries() {
+        let manifest = entry.manifest();
+        if let Some(baseline) = &manifest.baseline {
+            metrics.drift.register_manifest_baseline(
+                &manifest.name,
+                &manifest.version.to_string(),
+                baseline,
+            );
+        }
     }
 
     let models = Arc::new(
@@ -118,6 +130,18 @@ pub async fn start(
         config: config.clone(),
     });
     control.refresh_state_metrics();
+    // Changes from the admin API and from other replicas (Redis sync) alike.
+    let mut changes = states.subscribe();
+    let watching = Arc::clone(&control);
+    let state_metrics = tokio::spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match changes.recv().await {
+                Ok(_) | Err(RecvError::Lagged(_)) => watching.refresh_state_metrics(),
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
 
     let notifier = JobsNotifier::default();
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -192,6 +216,7 @@ pub async fn start(
         assembler: Some(assembler),
         watcher,
         route_sync,
+        state_metrics,
     })
 }
 
@@ -208,6 +233,19 @@ impl Pipeline {
         if tokio::time::timeout(grace, runners).await.is_err() {
             tracing::warn!("jobs still running at shutdown will run again at the next start");
         }
+        // Drift distributions observed since the last periodic save.
+        let drift = crate::telemetry::drift::DriftOutcome {
+            events: Vec::new(),
+            persist: Some(self.control.metrics.drift.take_dirty()),
+        };
+        let path = self.control.index_path.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            crate::store::index::open(&path).and_then(|mut conn| drift.write(&mut conn))
+        })
+        .await;
+        if !matches!(saved, Ok(Ok(()))) {
+            tracing::warn!("drift state not saved at shutdown; the last periodic save stands");
+        }
         if let Some(task) = self.egress_task.take() {
             // Deliveries cut short stay pending and go out after a restart.
             let _ = tokio::time::timeout(grace, task).await;
@@ -218,5 +256,6 @@ impl Pipeline {
         if let Some(sync) = self.route_sync.take() {
             sync.stop().await;
         }
+        self.state_metrics.abort();
     }
 }

@@ -406,6 +406,10 @@ async fn receive_part(
         attributes.study_instance_uid.clone(),
         attributes.series_instance_uid.clone(),
     );
+    let scanner = state.metrics.performance.scanner_label(
+        attributes.manufacturer.as_deref(),
+        attributes.manufacturer_model_name.as_deref(),
+    );
     let provenance = Provenance {
         site: principal.site.clone(),
         calling_ae: format!("token:{}", principal.token_id),
@@ -430,6 +434,12 @@ async fn receive_part(
                     .ingest_bytes
                     .with_label_values(&labels)
                     .inc_by(stored.file_size);
+                state.metrics.performance.record_received(
+                    &principal.site,
+                    modality,
+                    &scanner,
+                    stored.file_size,
+                );
             }
             Ok(PartOutcome::Stored {
                 sop_class,

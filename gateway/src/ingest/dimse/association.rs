@@ -343,6 +343,10 @@ impl Session<'_> {
 
         let parsed_at = StdInstant::now();
         let modality = modality_label(attributes.modality.as_deref());
+        let scanner = self.ctx.metrics.performance.scanner_label(
+            attributes.manufacturer.as_deref(),
+            attributes.manufacturer_model_name.as_deref(),
+        );
         let provenance = Provenance {
             site: self.site.to_string(),
             calling_ae: self.calling_ae.to_string(),
@@ -368,6 +372,12 @@ impl Session<'_> {
                         .ingest_bytes
                         .with_label_values(&labels)
                         .inc_by(stored.file_size);
+                    self.ctx.metrics.performance.record_received(
+                        self.site,
+                        modality,
+                        &scanner,
+                        stored.file_size,
+                    );
                 }
                 tracing::debug!(
                     outcome = ?stored.outcome,
