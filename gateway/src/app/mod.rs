@@ -50,7 +50,11 @@ pub async fn run(config: GatewayConfig, shutdown: impl Future<Output = ()>) -> a
     } else {
         tracing::info!(instances = report.indexed_instances, "store opened");
     }
-    match store.reader().connect().and_then(|c| metrics.drift.restore(&c)) {
+    match store
+        .reader()
+        .connect()
+        .and_then(|c| metrics.drift.restore(&c))
+    {
         Ok(keys) => tracing::info!(keys, "drift state restored"),
         Err(e) => tracing::warn!(error = %e, "drift state not restored; starting empty"),
     }

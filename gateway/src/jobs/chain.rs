@@ -9,6 +9,7 @@ use super::queue::{Job, JobPurpose};
 use crate::infer::{AttemptError, CircuitBreaker, Classification, Failure, LoadedModel};
 use crate::models::ModelId;
 use crate::route::{RouteState, RouteTable, Terminal};
+use crate::telemetry::drift::{AcquisitionParams, InputStats};
 
 /// What a job will try, in order.
 #[derive(Debug, Clone)]

@@ -318,35 +318,20 @@ impl JobRunner {
                 ChainOutcome::Served {
                     index,
                     model,
-                    classification,
+                    scored,
                     given_up,
                 },
             ) => {
-                self.finish_served(
-                    job,
-                    &series,
-                    &sources,
-                    index,
-                    &model,
-                    classification,
-                    &given_up,
-                )
-                .await
+                self.finish_served(job, &series, &sources, index, &model, scored, &given_up)
+                    .await
             }
             (JobPurpose::Production, ChainOutcome::Exhausted { given_up }) => {
                 let terminal = plan.terminal.unwrap_or(Terminal::StoreOnly);
                 self.finish_terminal(job, &sources, terminal, &given_up)
                     .await
             }
-            (
-                JobPurpose::Shadow,
-                ChainOutcome::Served {
-                    model,
-                    classification,
-                    ..
-                },
-            ) => {
-                self.finish_shadow(job, &sources, &model, &classification)
+            (JobPurpose::Shadow, ChainOutcome::Served { model, scored, .. }) => {
+                self.finish_shadow(job, &sources, &model, &scored.classification)
                     .await
             }
             (JobPurpose::Shadow, ChainOutcome::Exhausted { given_up }) => Err(
@@ -539,7 +524,8 @@ impl JobRunner {
             .complete(job, completion, "inference.completed", detail)
             .await?;
         self.compare_with_counterpart(job, &findings).await;
-        self.monitor(job, &served_model, step, &scored, waited).await;
+        self.monitor(job, &served_model, step, &scored, waited)
+            .await;
         tracing::info!(
             step,
             positives = classification.positives().count(),
@@ -583,18 +569,20 @@ impl JobRunner {
             .complete(job, completion, "inference.not_performed", detail)
             .await?;
         let version = job.model.version.to_string();
-        self.metrics_all().performance.record_result(&ResultObservation {
-            site: &job.site,
-            modality: &job.modality,
-            scanner: &job.scanner,
-            route: &job.route,
-            model: &job.model.name,
-            version: &version,
-            step,
-            cache_hit: None,
-            end_to_end: waited,
-            findings: &[],
-        });
+        self.metrics_all()
+            .performance
+            .record_result(&ResultObservation {
+                site: &job.site,
+                modality: &job.modality,
+                scanner: &job.scanner,
+                route: &job.route,
+                model: &job.model.name,
+                version: &version,
+                step,
+                cache_hit: None,
+                end_to_end: waited,
+                findings: &[],
+            });
         tracing::warn!(step, forwarded, "no model could serve: terminal step taken");
         Ok(())
     }
@@ -681,8 +669,10 @@ impl JobRunner {
     ) {
         let version = served.version.to_string();
         let labels = &scored.classification.labels;
-        let findings: Vec<(&str, bool)> =
-            labels.iter().map(|l| (l.label.as_str(), l.positive)).collect();
+        let findings: Vec<(&str, bool)> = labels
+            .iter()
+            .map(|l| (l.label.as_str(), l.positive))
+            .collect();
         let telemetry = self.metrics_all();
         telemetry.performance.record_result(&ResultObservation {
             site: &job.site,
@@ -791,8 +781,7 @@ impl JobRunner {
             let (tensor, input, params, stats) = tokio::task::spawn_blocking(move || {
                 let object = dicom_object::open_file(&path)
                     .map_err(|e| PixelError::Decode(format!("cannot read stored instance: {e}")))?;
-                let tensor =
-                    image_to_tensor(&object, 0, &manifest.preprocessing, &manifest.input)?;
+                let tensor = image_to_tensor(&object, 0, &manifest.preprocessing, &manifest.input)?;
                 let input = hash_input
                     .then(|| crate::cache::InputDigest::of_tensor(&manifest.input.name, &tensor));
                 let params = first.then(|| AcquisitionParams::from_object(&object));
