@@ -220,11 +220,11 @@ fn each_operation_changes_the_effective_step() {
         "ct-hyperdensity@1.0.0"
     );
     f.execute(RouteCommand::ClearShadow).unwrap();
-    // Everything is undone; the rollback is remembered, with nothing left
-    // to roll back to.
+    // Everything is undone; the last promote (back to 2.0.0) is
+    // remembered with the version it replaced.
     let rolled_back = Promotion {
         current: v2(),
-        previous: None,
+        previous: Some(v1()),
     };
     assert_eq!(
         f.store.get(ROUTE),
