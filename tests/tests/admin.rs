@@ -289,11 +289,9 @@ fn corrupt_deployment(dir: &Path) -> (String, String) {
     bytes.extend_from_slice(b"tampered");
     std::fs::write(&file, bytes).unwrap();
     let routes = dir.join("routes.toml");
-    let text = gateway_e2e_routes().replace(
-        "model = \"ct-hyperdensity@2.0.0\"",
-        "model = \"ct-hyperdensity@2.0.0\"\nrollback_to = \"1.0.0\"",
-    );
-    assert!(text.contains("rollback_to"));
+    // The embedded routes already name 1.0.0 as the CT route's rollback_to.
+    let text = gateway_e2e_routes();
+    assert!(text.contains("rollback_to = \"1.0.0\""));
     std::fs::write(&routes, text).unwrap();
     (models.display().to_string(), routes.display().to_string())
 }
