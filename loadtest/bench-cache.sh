@@ -83,7 +83,7 @@ TOML
     # same pixels again (a hit). Each copy has its own UIDs.
     src=$([ $((r % 2)) -eq 0 ] && echo "$work/copy$r" || echo "$work/copy$((r - 1))")
     if [ $((r % 2)) -eq 1 ]; then
-      "$python" - "$src" "$work/resend$r" <<'PY'
+      "$python" - "$src" "$work/$name/resend$r" <<'PY'
 import os, sys, pydicom
 from pydicom.uid import generate_uid
 src, out = sys.argv[1], sys.argv[2]
@@ -95,7 +95,7 @@ for f in sorted(os.listdir(src)):
     sop = generate_uid(); ds.SOPInstanceUID = sop; ds.file_meta.MediaStorageSOPInstanceUID = sop
     ds.save_as(os.path.join(out, f))
 PY
-      src="$work/resend$r"
+      src="$work/$name/resend$r"
     else
       # A new series: change one pixel so the cache has not seen it.
       "$python" - "$src" "$r" <<'PY'
@@ -132,6 +132,8 @@ for hit, label in [(0, "miss (model runs)"), (1, "hit (no inference)")]:
     job = [j for h, j, _ in rows if h == hit]; e2e = [e - stable_ms for h, _, e in rows if h == hit]
     print(f"{name:<8}{label:<22}{len(job):>4}{median(job):>12.0f}{median(e2e):>22.0f}")
 PY
+  metrics=$("$python" -c "import json,sys; print(json.load(open(sys.argv[1]))['metrics'])" "$data/listeners.json")
+  "$python" -c "import sys, urllib.request; print(''.join(l for l in urllib.request.urlopen('http://' + sys.argv[1] + '/metrics').read().decode().splitlines(True) if l.startswith('gateway_cache_')), end='')" "$metrics" >&2
   kill "$gw"; wait "$gw" 2>/dev/null || true; gw=""
 }
 

@@ -348,3 +348,18 @@ fn every_cache_problem_is_reported_at_once() {
     let problems = validate_toml("kind = \"disk\"").unwrap_err();
     assert!(problems[0].contains("cache.kind"), "{problems:?}");
 }
+
+#[test]
+fn a_score_read_back_one_f64_ulp_off_is_still_the_engines_value() {
+    let key = key_of(&manifest(), &tensor(1.0));
+    let value = CachedResult::new(&key, classification(0.7), "onnx");
+    let original = value.classification.labels[0].score;
+    let mut json: serde_json::Value = serde_json::from_slice(&value::encode(&value)).unwrap();
+    let off = f64::from_bits(f64::from(original).to_bits() + 1);
+    json["labels"][0]["score"] = serde_json::json!(off);
+    let decoded = value::decode(&key, json.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        decoded.classification.labels[0].score.to_bits(),
+        original.to_bits()
+    );
+}
