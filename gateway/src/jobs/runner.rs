@@ -704,7 +704,7 @@ impl JobRunner {
             version: &version,
             scores: &scores,
             acquisition: &scored.acquisition,
-            input: scored.input.clone(),
+            input: scored.input,
         });
         if !outcome.is_empty()
             && let Err(e) = self.db(move |c| outcome.write(c)).await
