@@ -133,3 +133,58 @@ async fn a_series_routed_to_a_triton_served_model_gets_its_sr_naming_the_engine(
         .unwrap_or_else(|| panic!("no finding in {result}"));
     assert_eq!(finding["positive"], true, "{result}");
 }
+
+/// `models/` with only `ct-hyperdensity@2.0.0` served by Triton: the rest
+/// (its fallback 1.0.0 among them) run in process.
+fn primary_on_triton() -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    gateway_e2e::peers::copy_tree(&repo_models_dir(), copy.path());
+    let manifest = copy.path().join("ct-hyperdensity/2.0.0/manifest.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        format!("{text}\n[triton]\nmodel = \"ct-hyperdensity-2.0.0\"\nversion = \"1\"\n"),
+    )
+    .unwrap();
+    copy
+}
+
+#[tokio::test]
+async fn an_unreachable_triton_server_sends_the_series_to_the_in_process_fallback() {
+    // Nothing listens here: the primary cannot come up.
+    let closed = gateway_e2e::peers::free_port();
+    let models = primary_on_triton();
+    let config = pipeline_config(&format!(
+        "[pipeline.triton]\nurl = \"http://127.0.0.1:{closed}\"\nconnect_timeout = \"500ms\"\ntimeout = \"2s\"\n"
+    ))
+    .replace(
+        &repo_models_dir().display().to_string(),
+        &models.path().display().to_string(),
+    );
+    let gw = TestGateway::start_with_config(config);
+    let token = gw.create_token("demo", "read", "");
+
+    let mut spec = SeriesSpec::ct_head(2, 702);
+    spec.rows = 128;
+    spec.columns = 128;
+    let series = generate_series(&spec);
+    c_store_all(gw.dimse, "DEMO-SCU", EXPLICIT_VR_LE, &series).await;
+    let results = gw
+        .wait_for_results(
+            &token,
+            &series[0].study_instance_uid,
+            1,
+            Duration::from_secs(60),
+        )
+        .await;
+    let result = &results[0];
+    // The embedded route: 2.0.0 (here on Triton), falling back to 1.0.0.
+    assert_eq!(result["step"], "fallback", "{result}");
+    assert_eq!(result["served_version"], "1.0.0", "{result}");
+    assert_eq!(result["engine"], "onnx", "{result}");
+    let why = result["step_reason"].as_str().unwrap();
+    assert!(
+        why.starts_with("ct-hyperdensity@2.0.0: model_unavailable"),
+        "{why}"
+    );
+}
