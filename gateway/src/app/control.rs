@@ -297,15 +297,9 @@ impl Control {
             action: action.to_string(),
             detail,
         };
-        tokio::task::spawn_blocking(move || {
-            let mut conn = crate::store::index::open(&path)?;
-            let tx = conn.transaction()?;
-            let seq = audit::append(&tx, &entry)?;
-            tx.commit()?;
-            Ok(seq)
-        })
-        .await
-        .unwrap_or_else(|e| Err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))
+        tokio::task::spawn_blocking(move || audit::append_to(&path, &entry))
+            .await
+            .unwrap_or_else(|e| Err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))
     }
 
     /// Sets `gateway_route_operator_state{route,state}`: 1 for the state

@@ -165,20 +165,13 @@ impl ModelCache {
         let Some(path) = self.audit_db.clone() else {
             return;
         };
-        let written = tokio::task::spawn_blocking(move || -> rusqlite::Result<()> {
-            let mut conn = crate::store::index::open(&path)?;
-            let tx = conn.transaction()?;
-            audit::append(
-                &tx,
-                &AuditEntry {
-                    actor: "system:models".into(),
-                    action: action.into(),
-                    detail,
-                },
-            )?;
-            tx.commit()
-        })
-        .await;
+        let entry = AuditEntry {
+            actor: "system:models".into(),
+            action: action.into(),
+            detail,
+        };
+        let written =
+            tokio::task::spawn_blocking(move || audit::append_to(&path, &entry).map(drop)).await;
         match written {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, action, "cannot audit a model change"),
