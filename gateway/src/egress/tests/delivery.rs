@@ -48,10 +48,9 @@ async fn instances_reach_storescp_intact() {
         );
     }
     let delivered = [("destination", "pacs"), ("outcome", "delivered")];
-    assert_eq!(
-        egress.metric("gateway_egress_deliveries_total", &delivered),
-        3.0
-    );
+    egress
+        .wait_for_metric("gateway_egress_deliveries_total", &delivered, |v| v == 3.0)
+        .await;
     assert_eq!(
         egress.metric(
             "gateway_egress_attempt_seconds_count",
@@ -83,7 +82,9 @@ async fn destination_down_is_retried_until_it_comes_up() {
         "{failing:?}"
     );
     let retry = [("destination", "pacs"), ("outcome", "retry")];
-    assert!(egress.metric("gateway_egress_deliveries_total", &retry) >= 2.0);
+    egress
+        .wait_for_metric("gateway_egress_deliveries_total", &retry, |v| v >= 2.0)
+        .await;
 
     let out = tempfile::tempdir().unwrap();
     let _peer = storescp(port, out.path(), &[]).await;
@@ -112,7 +113,10 @@ async fn rejected_association_is_retried_then_dead_lettered() {
     assert!(error.contains("gave up after 3 attempts"), "{error}");
     assert!(error.contains("rejected"), "{error}");
     let dead = [("destination", "pacs"), ("outcome", "dead")];
-    assert_eq!(egress.metric("gateway_egress_deliveries_total", &dead), 1.0);
+    egress
+        .wait_for_metric("gateway_egress_deliveries_total", &dead, |v| v == 1.0)
+        .await;
+    // Both retries were counted before the last attempt began.
     let retry = [("destination", "pacs"), ("outcome", "retry")];
     assert_eq!(
         egress.metric("gateway_egress_deliveries_total", &retry),

@@ -257,6 +257,29 @@ impl TestEgress {
         }
     }
 
+    /// Polls a metric until `done` holds. The worker counts an outcome just
+    /// after it commits the row, so a test that has seen the row must still
+    /// wait a moment for the counter.
+    pub async fn wait_for_metric(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        done: impl Fn(f64) -> bool,
+    ) -> f64 {
+        let started = Instant::now();
+        loop {
+            let value = self.metric(name, labels);
+            if done(value) {
+                return value;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "{name}{labels:?}: still {value}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The value of a sample `name{labels…}` in the text exposition.
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         use prometheus::Encoder;
