@@ -21,7 +21,8 @@ struct KserveServer {
 }
 
 impl KserveServer {
-    fn start() -> KserveServer {
+    /// Starts the server with `extra` arguments (`--slow`, `--not-ready`).
+    fn start(extra: &[&str]) -> KserveServer {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let python = std::env::var_os("GATEWAY_TEST_PYTHON")
             .map(PathBuf::from)
@@ -29,6 +30,7 @@ impl KserveServer {
         let mut child = Command::new(&python)
             .arg(repo.join("tests/python/kserve_onnx_server.py"))
             .args(["--port", "0", "--exit-on-stdin-eof"])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -55,6 +57,13 @@ impl KserveServer {
 
 impl Drop for KserveServer {
     fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl KserveServer {
+    /// Stops the server now, as a crashed or drained Triton node would.
+    fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -92,7 +101,7 @@ fn triton_models() -> tempfile::TempDir {
 
 #[tokio::test]
 async fn a_series_routed_to_a_triton_served_model_gets_its_sr_naming_the_engine() {
-    let server = KserveServer::start();
+    let server = KserveServer::start(&[]);
     let models = triton_models();
     let config = pipeline_config(&format!(
         "[pipeline.engine]\nkind = \"triton\"\nurl = \"{}\"\ntimeout = \"20s\"\n",
@@ -134,37 +143,41 @@ async fn a_series_routed_to_a_triton_served_model_gets_its_sr_naming_the_engine(
     assert_eq!(finding["positive"], true, "{result}");
 }
 
-/// `models/` with only `ct-hyperdensity@2.0.0` served by Triton: the rest
-/// (its fallback 1.0.0 among them) run in process.
-fn primary_on_triton() -> tempfile::TempDir {
+/// `models/` with only `ct-hyperdensity@2.0.0` served by Triton, as the
+/// server's model `served`: the rest (its fallback 1.0.0 among them) run
+/// in process.
+fn primary_on_triton(served: &str) -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
     gateway_e2e::peers::copy_tree(&repo_models_dir(), copy.path());
     let manifest = copy.path().join("ct-hyperdensity/2.0.0/manifest.toml");
     let text = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(
         &manifest,
-        format!("{text}\n[triton]\nmodel = \"ct-hyperdensity-2.0.0\"\nversion = \"1\"\n"),
+        format!("{text}\n[triton]\nmodel = \"{served}\"\nversion = \"1\"\n"),
     )
     .unwrap();
     copy
 }
 
-#[tokio::test]
-async fn an_unreachable_triton_server_sends_the_series_to_the_in_process_fallback() {
-    // Nothing listens here: the primary cannot come up.
-    let closed = gateway_e2e::peers::free_port();
-    let models = primary_on_triton();
-    let config = pipeline_config(&format!(
-        "[pipeline.triton]\nurl = \"http://127.0.0.1:{closed}\"\nconnect_timeout = \"500ms\"\ntimeout = \"2s\"\n"
-    ))
-    .replace(
-        &repo_models_dir().display().to_string(),
-        &models.path().display().to_string(),
-    );
-    let gw = TestGateway::start_with_config(config);
-    let token = gw.create_token("demo", "read", "");
+/// The pipeline config with `ct-hyperdensity@2.0.0` on the Triton server
+/// at `url` (`[pipeline.triton]`, then `triton`), everything else in
+/// process, and models health-checked every second.
+fn config_with_primary_on_triton(models: &Path, url: &str, triton: &str) -> String {
+    pipeline_config(&format!("[pipeline.triton]\nurl = \"{url}\"\n{triton}"))
+        .replace(
+            &repo_models_dir().display().to_string(),
+            &models.display().to_string(),
+        )
+        .replace(
+            "stable_time = \"300ms\"",
+            "stable_time = \"300ms\"\nhealth_interval = \"1s\"",
+        )
+}
 
-    let mut spec = SeriesSpec::ct_head(2, 702);
+/// A small head CT series (128² so it is quick), stored, and its result.
+async fn send_head_ct(gw: &TestGateway, seed: u64) -> serde_json::Value {
+    let token = gw.create_token("demo", "read", "");
+    let mut spec = SeriesSpec::ct_head(2, seed);
     spec.rows = 128;
     spec.columns = 128;
     let series = generate_series(&spec);
@@ -177,7 +190,33 @@ async fn an_unreachable_triton_server_sends_the_series_to_the_in_process_fallbac
             Duration::from_secs(60),
         )
         .await;
-    let result = &results[0];
+    results[0].clone()
+}
+
+const CT_ROUTE: &str = "ct-head-hyperdensity";
+
+/// The CT route as `GET /v1/routes` shows it to a viewer.
+async fn ct_route(gw: &TestGateway, token: &str) -> serde_json::Value {
+    let (status, body) = gw.admin_get(Some(token), "/routes").await;
+    assert_eq!(status, 200, "{body}");
+    body["routes"]
+        .as_array()
+        .and_then(|routes| routes.iter().find(|r| r["name"] == CT_ROUTE))
+        .cloned()
+        .unwrap_or_else(|| panic!("no route {CT_ROUTE} in {body}"))
+}
+
+#[tokio::test]
+async fn an_unreachable_triton_server_sends_the_series_to_the_in_process_fallback() {
+    // Nothing listens here: the primary cannot come up.
+    let closed = gateway_e2e::peers::free_port();
+    let models = primary_on_triton("ct-hyperdensity-2.0.0");
+    let gw = TestGateway::start_with_config(config_with_primary_on_triton(
+        models.path(),
+        &format!("http://127.0.0.1:{closed}"),
+        "connect_timeout = \"500ms\"\ntimeout = \"2s\"\n",
+    ));
+    let result = send_head_ct(&gw, 702).await;
     // The embedded route: 2.0.0 (here on Triton), falling back to 1.0.0.
     assert_eq!(result["step"], "fallback", "{result}");
     assert_eq!(result["served_version"], "1.0.0", "{result}");
@@ -185,6 +224,129 @@ async fn an_unreachable_triton_server_sends_the_series_to_the_in_process_fallbac
     let why = result["step_reason"].as_str().unwrap();
     assert!(
         why.starts_with("ct-hyperdensity@2.0.0: model_unavailable"),
+        "{why}"
+    );
+}
+
+#[tokio::test]
+async fn a_model_the_server_says_is_not_ready_is_reported_by_its_route_and_skipped() {
+    let server = KserveServer::start(&["--not-ready", "ct-hyperdensity-2.0.0"]);
+    let models = primary_on_triton("not-ready-ct-hyperdensity-2.0.0");
+    let gw = TestGateway::start_with_config(config_with_primary_on_triton(
+        models.path(),
+        &server.url,
+        "timeout = \"5s\"\n",
+    ));
+    let result = send_head_ct(&gw, 703).await;
+    assert_eq!(result["step"], "fallback", "{result}");
+    assert_eq!(result["served_version"], "1.0.0", "{result}");
+    let why = result["step_reason"].as_str().unwrap();
+    assert!(
+        why.starts_with("ct-hyperdensity@2.0.0: model_unavailable") && why.contains("not ready"),
+        "{why}"
+    );
+
+    // The operator sees why before opening a single result.
+    let viewer = gw.create_admin_token("vera", "viewer");
+    let route = ct_route(&gw, &viewer).await;
+    assert_eq!(route["health"], "degraded", "{route}");
+    let primary = &route["chain"][0];
+    assert_eq!(primary["model"], "ct-hyperdensity@2.0.0", "{route}");
+    assert_eq!(primary["health"]["state"], "unavailable", "{route}");
+    assert!(
+        primary["health"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("not ready")),
+        "{route}"
+    );
+    assert_eq!(route["chain"][1]["health"]["state"], "ready", "{route}");
+    let listed = gw.operator_cli(&viewer, &["routes", "list"]);
+    let table = String::from_utf8_lossy(&listed.stdout);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(CT_ROUTE))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(line.contains("degraded"), "{table}");
+}
+
+#[tokio::test]
+async fn a_slow_triton_server_runs_out_the_attempt_timeout_and_the_series_gets_the_fallback() {
+    // Two seconds per call: the load's trial inference fits in the Triton
+    // deadline, a job's does not fit in the route's one-second attempt.
+    let server = KserveServer::start(&["--slow", "ct-hyperdensity-2.0.0=2"]);
+    let models = primary_on_triton("slow-ct-hyperdensity-2.0.0");
+    let routes =
+        include_str!("../../config/routes.toml").replace("timeout = \"30s\"", "timeout = \"1s\"");
+    let routes_dir = tempfile::tempdir().unwrap();
+    let config = gateway_e2e::peers::pipeline_config_with_routes(
+        routes_dir.path(),
+        models.path(),
+        &routes,
+        "",
+        &format!(
+            "[pipeline.triton]\nurl = \"{}\"\ntimeout = \"10s\"\n",
+            server.url
+        ),
+    );
+    let gw = TestGateway::start_with_config(config);
+    let result = send_head_ct(&gw, 704).await;
+    assert_eq!(result["step"], "fallback", "{result}");
+    assert_eq!(result["served_version"], "1.0.0", "{result}");
+    assert_eq!(result["engine"], "onnx", "{result}");
+    let why = result["step_reason"].as_str().unwrap();
+    assert_eq!(why, "ct-hyperdensity@2.0.0: timeout (no answer within 1s)");
+    assert_eq!(
+        gw.metric(
+            "gateway_route_fallbacks_total{reason=\"timeout\",route=\"ct-head-hyperdensity\",step=\"primary\"}"
+        ),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_server_lost_after_load_fails_its_probes_and_opens_the_circuit_before_a_series_pays() {
+    let mut server = KserveServer::start(&[]);
+    let models = primary_on_triton("ct-hyperdensity-2.0.0");
+    let gw = TestGateway::start_with_config(config_with_primary_on_triton(
+        models.path(),
+        &server.url,
+        "connect_timeout = \"500ms\"\ntimeout = \"5s\"\n\n[pipeline.circuit]\nconsecutive_failures = 2\nopen_for = \"10m\"\n",
+    ));
+    let served = send_head_ct(&gw, 705).await;
+    assert_eq!(served["step"], "primary", "{served}");
+    assert_eq!(served["engine"], "triton", "{served}");
+    let ready =
+        "gateway_model_ready{engine=\"triton\",model=\"ct-hyperdensity\",version=\"2.0.0\"}";
+    assert_eq!(gw.metric(ready), 1.0);
+
+    server.kill();
+    // Probes run every second; two failures open the circuit.
+    let viewer = gw.create_admin_token("vera", "viewer");
+    let started = std::time::Instant::now();
+    let route = loop {
+        let route = ct_route(&gw, &viewer).await;
+        if route["chain"][0]["circuit"] == "open" {
+            break route;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the circuit never opened: {route}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let primary = &route["chain"][0];
+    assert_eq!(primary["health"]["state"], "not_ready", "{route}");
+    assert!(primary["health"]["detail"].is_string(), "{route}");
+    assert_eq!(route["health"], "degraded", "{route}");
+    assert_eq!(gw.metric_now(ready), 0.0);
+
+    // The next series is refused at once and served by the fallback.
+    let result = send_head_ct(&gw, 706).await;
+    assert_eq!(result["step"], "fallback", "{result}");
+    assert_eq!(result["served_version"], "1.0.0", "{result}");
+    let why = result["step_reason"].as_str().unwrap();
+    assert!(
+        why.starts_with("ct-hyperdensity@2.0.0: circuit_open"),
         "{why}"
     );
 }

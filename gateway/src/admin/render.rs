@@ -63,16 +63,17 @@ fn overlay(state: &Value) -> String {
 /// `GET /v1/routes`.
 pub fn routes_table(body: &Value) -> String {
     let mut out = format!(
-        "{:<28} {:<16} {:<28} {:<9} {:<9} {:<6} {}\n",
-        "ROUTE", "STATUS", "SERVING", "SOURCE", "CIRCUIT", "FILE", "OPERATOR STATE"
+        "{:<28} {:<16} {:<9} {:<28} {:<9} {:<9} {:<6} {}\n",
+        "ROUTE", "STATUS", "HEALTH", "SERVING", "SOURCE", "CIRCUIT", "FILE", "OPERATOR STATE"
     );
     for route in body["routes"].as_array().into_iter().flatten() {
         let serving = &route["chain"][0];
         let _ = writeln!(
             out,
-            "{:<28} {:<16} {:<28} {:<9} {:<9} {:<6} {}",
+            "{:<28} {:<16} {:<9} {:<28} {:<9} {:<9} {:<6} {}",
             text(&route["name"]),
             text(&route["status"]),
+            text(&route["health"]),
             text(&route["serving"]),
             text(&route["serving_source"]),
             text(&serving["circuit"]),
@@ -98,6 +99,7 @@ pub fn route_detail(route: &Value) -> String {
     for (label, value) in [
         ("route", text(&route["name"])),
         ("status", text(&route["status"])),
+        ("health", text(&route["health"])),
         ("level", text(&route["level"])),
         ("configured model", text(&route["model"])),
         (
@@ -118,17 +120,19 @@ pub fn route_detail(route: &Value) -> String {
     }
     let _ = writeln!(
         out,
-        "\n{:<28} {:<11} {:<7} CIRCUIT",
-        "MODEL", "FILE", "LOADED"
+        "\n{:<28} {:<11} {:<7} {:<9} {:<12} WHY",
+        "MODEL", "FILE", "LOADED", "CIRCUIT", "HEALTH"
     );
     for step in route["chain"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,
-            "{:<28} {:<11} {:<7} {}",
+            "{:<28} {:<11} {:<7} {:<9} {:<12} {}",
             text(&step["model"]),
             text(&step["file"]),
             text(&step["loaded"]),
             text(&step["circuit"]),
+            text(&step["health"]["state"]),
+            text(&step["health"]["detail"]),
         );
     }
     out
@@ -212,7 +216,13 @@ mod tests {
             "state": {"forced_fallback": {"until_ms": 1_800_000_000_000u64, "reason": "bad output"},
                       "pinned": null, "promotion": null, "disabled": false, "draining": false,
                       "canary": {"version": "2.1.0", "percent": 5}, "shadow": null},
-            "chain": [{"model": "ct-hyperdensity@2.0.0", "file": "ok", "loaded": true, "circuit": "closed"}]
+            "health": "degraded",
+            "chain": [
+                {"model": "ct-hyperdensity@2.0.0", "file": "ok", "loaded": false, "circuit": "closed",
+                 "health": {"state": "unavailable", "detail": "model not-ready-ct is not ready"}},
+                {"model": "ct-hyperdensity@1.0.0", "file": "ok", "loaded": true, "circuit": "closed",
+                 "health": {"state": "ready", "detail": null}}
+            ]
         })
     }
 
@@ -222,7 +232,9 @@ mod tests {
         let line = table.lines().nth(1).unwrap();
         assert!(line.starts_with("ct-head-hyperdensity"), "{table}");
         assert!(
-            line.contains("forced_fallback") && line.contains("closed"),
+            line.contains("forced_fallback")
+                && line.contains("degraded")
+                && line.contains("closed"),
             "{line}"
         );
         assert!(
@@ -233,6 +245,23 @@ mod tests {
         let detail = route_detail(&route());
         assert!(detail.contains("fallback reason   bad output"), "{detail}");
         assert!(detail.contains("store-only"), "{detail}");
+        assert!(detail.contains("health            degraded"), "{detail}");
+        let first = detail
+            .lines()
+            .find(|l| l.starts_with("ct-hyperdensity@2.0.0"))
+            .unwrap();
+        assert!(
+            first.contains("unavailable") && first.ends_with("model not-ready-ct is not ready"),
+            "{first}"
+        );
+        let second = detail
+            .lines()
+            .find(|l| l.starts_with("ct-hyperdensity@1.0.0"))
+            .unwrap();
+        assert!(
+            second.contains("ready") && second.ends_with('-'),
+            "{second}"
+        );
     }
 
     #[test]

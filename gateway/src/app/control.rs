@@ -11,13 +11,15 @@ use serde::Serialize;
 use crate::audit::{self, AuditEntry};
 use crate::config::GatewayConfig;
 use crate::infer::{CircuitRegistry, CircuitSnapshot, CircuitState};
-use crate::jobs::{LoadedSummary, ModelCache};
+use crate::jobs::{LoadedSummary, ModelCache, ModelHealth};
 use crate::models::{ModelId, ModelRepository};
 use crate::route::{
     Deployment, OperatorRequest, RouteCommand, RouteState, RouteStateStore, RouteTable,
     RoutesHandle, StateError, effective_model,
 };
 use crate::telemetry::Metrics;
+
+pub use super::route_health::route_health;
 
 /// The pipeline's live parts an operator acts on. Share it in an `Arc`.
 pub struct Control {
@@ -52,6 +54,10 @@ pub struct RouteView {
     pub destinations: Vec<String>,
     /// `active`, `forced_fallback`, `draining`, `disabled`.
     pub status: &'static str,
+    /// Whether the step that would run first can serve: `ready`,
+    /// `degraded` (a fallback model would serve) or `down` (only the
+    /// terminal step is left). See [`route_health`].
+    pub health: &'static str,
     pub state: RouteState,
     /// Each model of the chain (serving version first): file and circuit.
     pub chain: Vec<ChainStepView>,
@@ -67,6 +73,8 @@ pub struct ChainStepView {
     /// `closed` when no call has been made yet.
     pub circuit: CircuitState,
     pub circuit_detail: Option<CircuitSnapshot>,
+    /// Its last load failure or health probe.
+    pub health: ModelHealth,
 }
 
 /// What a reload changed.
@@ -143,8 +151,13 @@ impl Control {
                 let state = states.get(&route.name).cloned().unwrap_or_default();
                 // No study: the canary share is shown in `state`, not here.
                 let step = effective_model(route, &without_canary(&state), "", now_ms);
-                let mut chain = vec![step.model.clone()];
-                chain.extend(route.fallback.iter().cloned());
+                let mut models = vec![step.model.clone()];
+                models.extend(route.fallback.iter().cloned());
+                let chain: Vec<ChainStepView> = models
+                    .iter()
+                    .map(|model| self.chain_step(&repository, &loaded, model))
+                    .collect();
+                let status = status_of(route.enabled, &state, now_ms);
                 RouteView {
                     name: route.name.clone(),
                     level: route.level.as_str(),
@@ -160,12 +173,10 @@ impl Control {
                         .as_millis() as u64,
                     rollback_to: route.rollback_to.map(|v| v.to_string()),
                     destinations: route.destinations.clone(),
-                    status: status_of(route.enabled, &state, now_ms),
+                    status,
+                    health: route_health(status == "forced_fallback", &chain),
                     state,
-                    chain: chain
-                        .iter()
-                        .map(|model| self.chain_step(&repository, &loaded, model))
-                        .collect(),
+                    chain,
                 }
             })
             .collect()
@@ -191,6 +202,7 @@ impl Control {
                 .any(|l| l.model == model.name && l.version == version),
             circuit: circuit.as_ref().map_or(CircuitState::Closed, |c| c.state),
             circuit_detail: circuit,
+            health: self.models.health(model),
         }
     }
 

@@ -2,6 +2,7 @@
 
 mod control;
 mod pipeline;
+mod route_health;
 
 pub use control::{ChainStepView, Control, ROUTE_STATUSES, ReloadRefused, ReloadReport, RouteView};
 

@@ -35,6 +35,8 @@ pub struct Pipeline {
     route_sync: Option<crate::route::RouteStateSync>,
     /// Keeps `gateway_route_operator_state` in step with every change.
     state_metrics: tokio::task::JoinHandle<()>,
+    /// Probes the loaded model versions (ends at shutdown).
+    health_watch: tokio::task::JoinHandle<()>,
 }
 
 /// How often the assembler looks for ready series: a fraction of the
@@ -185,6 +187,13 @@ pub async fn start(
             cache,
         },
     );
+    let health_watch = crate::jobs::spawn_health_watch(
+        Arc::clone(&models),
+        Arc::clone(&circuits),
+        metrics.pipeline.clone(),
+        settings.health_interval,
+        shutdown_rx.clone(),
+    );
     let runners = runner
         .spawn(shutdown_rx)
         .await
@@ -217,6 +226,7 @@ pub async fn start(
         watcher,
         route_sync,
         state_metrics,
+        health_watch,
     })
 }
 
@@ -257,5 +267,6 @@ impl Pipeline {
             sync.stop().await;
         }
         self.state_metrics.abort();
+        self.health_watch.abort();
     }
 }

@@ -26,6 +26,10 @@ pub struct RawPipeline {
     /// Default longest time one model may take on one job before the
     /// route's next step runs (a route's own `timeout` overrides it).
     pub attempt_timeout: String,
+    /// How often loaded model versions are health-checked (for Triton,
+    /// ModelReady), so a route reports a dropped model before a series
+    /// fails on it.
+    pub health_interval: String,
     pub engine: EngineConfig,
     /// When an engine's breaker opens and how it recovers.
     pub circuit: CircuitConfig,
@@ -47,6 +51,7 @@ impl Default for RawPipeline {
             retry_delay: "5s".into(),
             uid_root: DEFAULT_UID_ROOT.into(),
             attempt_timeout: "30s".into(),
+            health_interval: "15s".into(),
             engine: EngineConfig::onnx(),
             circuit: CircuitConfig::default(),
             triton: None,
@@ -68,6 +73,7 @@ pub struct PipelineConfig {
     pub retry_delay: Duration,
     pub uid_root: String,
     pub attempt_timeout: Duration,
+    pub health_interval: Duration,
     pub engine: EngineConfig,
     pub circuit: CircuitPolicy,
     pub triton: Option<TritonConfig>,
@@ -128,6 +134,13 @@ pub(super) fn validate_pipeline(raw: &RawPipeline, p: &mut Problems) -> Pipeline
     for problem in raw.batching.problems() {
         p.push(format!("pipeline.batching.{problem}"));
     }
+    let health_interval = p.duration("pipeline.health_interval", &raw.health_interval);
+    if health_interval < Duration::from_secs(1) {
+        p.push(format!(
+            "pipeline.health_interval: `{}` is too short; at least 1s",
+            raw.health_interval
+        ));
+    }
     PipelineConfig {
         enabled: raw.enabled,
         models_dir: PathBuf::from(&raw.models_dir),
@@ -142,6 +155,7 @@ pub(super) fn validate_pipeline(raw: &RawPipeline, p: &mut Problems) -> Pipeline
         retry_delay: p.duration("pipeline.retry_delay", &raw.retry_delay),
         uid_root: root.to_string(),
         attempt_timeout: p.duration("pipeline.attempt_timeout", &raw.attempt_timeout),
+        health_interval,
         engine: raw.engine.clone(),
         circuit: raw
             .circuit

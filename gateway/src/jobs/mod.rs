@@ -5,6 +5,7 @@
 //! route's destinations (`egress`).
 
 mod chain;
+mod model_health;
 mod models;
 pub mod queue;
 mod result;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+pub use model_health::{HealthState, ModelHealth, spawn_health_watch};
 pub use models::{LoadedSummary, ModelCache, ModelUnavailable};
 pub use queue::{Job, JobPurpose, JobRecord, NewJob};
 pub use runner::{JobRunner, RunnerConfig, RunnerParts};

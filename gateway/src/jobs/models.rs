@@ -9,8 +9,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 use serde::Serialize;
 use tokio::sync::{Mutex, OnceCell};
 
+use super::model_health::{HealthBook, HealthState, ModelHealth, Probe};
 use crate::audit::{self, AuditEntry};
-use crate::infer::{EngineSettings, LoadError, LoadedModel};
+use crate::infer::{EngineError, EngineSettings, LoadError, LoadedModel};
 use crate::models::{ModelId, ModelRepository};
 
 /// Why a route's model cannot serve.
@@ -40,6 +41,8 @@ pub struct ModelCache {
     /// other models go on while a new version loads (a pin or promote
     /// loads before traffic moves).
     loaded: Mutex<HashMap<ModelId, Arc<OnceCell<LoadedModel>>>>,
+    /// Last load failure or probe per version, for route views.
+    health: HealthBook,
     /// The index database the audit trail lives in; `None` in unit tests.
     audit_db: Option<PathBuf>,
 }
@@ -50,6 +53,7 @@ impl ModelCache {
             repository: RwLock::new(repository),
             engine: engine.into(),
             loaded: Mutex::new(HashMap::new()),
+            health: HealthBook::default(),
             audit_db: None,
         }
     }
@@ -77,10 +81,56 @@ impl ModelCache {
 
     /// The model in service, loading it if needed. Two jobs needing the
     /// same new version load it once; a failed load is tried again by the
-    /// next caller.
+    /// next caller, and is what the version's health says until then.
     pub async fn get(&self, id: &ModelId) -> Result<LoadedModel, ModelUnavailable> {
         let cell = Arc::clone(self.loaded.lock().await.entry(id.clone()).or_default());
-        cell.get_or_try_init(|| self.load(id)).await.cloned()
+        let loaded = cell.get_or_try_init(|| self.load(id)).await.cloned();
+        if let Err(e) = &loaded {
+            let was = self
+                .health
+                .record(id, HealthState::Unavailable, Some(e.to_string()));
+            if was != HealthState::Unavailable {
+                tracing::warn!(model = %id, error = %e, "model unavailable");
+            }
+        }
+        loaded
+    }
+
+    /// What is known of a version's ability to serve: its last load
+    /// failure, or its last health probe since it loaded.
+    pub fn health(&self, id: &ModelId) -> ModelHealth {
+        self.health.get(id)
+    }
+
+    /// Runs every loaded version's health check (each within `timeout`, all
+    /// at once) and records the results.
+    pub async fn probe_loaded(&self, timeout: std::time::Duration) -> Vec<Probe> {
+        let loaded: Vec<LoadedModel> = self
+            .loaded
+            .lock()
+            .await
+            .values()
+            .filter_map(|cell| cell.get().cloned())
+            .collect();
+        let checks = loaded.iter().map(|model| async move {
+            let result = match tokio::time::timeout(timeout, model.engine().health()).await {
+                Ok(result) => result,
+                Err(_) => Err(EngineError::DeadlineExceeded(timeout)),
+            };
+            let id = model.id();
+            let (state, detail) = match &result {
+                Ok(()) => (HealthState::Ready, None),
+                Err(e) => (HealthState::NotReady, Some(e.to_string())),
+            };
+            let was = self.health.record(&id, state, detail);
+            Probe {
+                model: id,
+                engine: model.engine_kind(),
+                result,
+                was,
+            }
+        });
+        futures::future::join_all(checks).await
     }
 
     async fn load(&self, id: &ModelId) -> Result<LoadedModel, ModelUnavailable> {
@@ -89,6 +139,7 @@ impl ModelCache {
             .get(&id.name, id.version)
             .ok_or_else(|| ModelUnavailable::NotInRepository(id.clone()))?;
         let model = LoadedModel::load(entry, &self.engine).await?;
+        self.health.record(id, HealthState::Ready, None);
         tracing::info!(model = %id, engine = model.engine_kind(), sha256 = %model.manifest().sha256, "model loaded");
         self.audit(
             "model.loaded",
@@ -139,6 +190,11 @@ impl ModelCache {
             })
             .map(|(id, _)| id.clone())
             .collect();
+        // A failed load may succeed against the new repository: its next
+        // use tells.
+        self.health.retain(|id| {
+            loaded.get(id).is_some_and(|cell| cell.initialized()) && !gone.contains(id)
+        });
         for id in &gone {
             if let Some(model) = loaded.remove(id).and_then(|cell| cell.get().cloned()) {
                 tracing::info!(model = %id, "model unloaded");

@@ -27,6 +27,8 @@ pub struct PipelineMetrics {
     pub fallback_results: IntCounterVec,
     /// 1 for each breaker's current state, 0 for the others.
     pub circuit_state: IntGaugeVec,
+    /// 1 when a loaded version's last health probe passed, else 0.
+    pub model_ready: IntGaugeVec,
     /// 1 for each route's operator state, 0 for the others.
     pub route_state: IntGaugeVec,
     /// Operator actions by action and outcome (ok, refused, forbidden).
@@ -98,6 +100,11 @@ impl PipelineMetrics {
                 "gateway_circuit_state",
                 "Circuit breaker state per engine and model version: 1 for the current state",
                 &["engine", "model", "version", "state"],
+            ),
+            model_ready: gauge(
+                "gateway_model_ready",
+                "Loaded model versions by engine: 1 when the last health probe passed (for Triton, ModelReady), 0 when it failed",
+                &["engine", "model", "version"],
             ),
             route_state: gauge(
                 "gateway_route_operator_state",
