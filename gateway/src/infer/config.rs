@@ -223,6 +223,18 @@ pub(crate) mod duration_text {
 /// shapes and warms caches.
 pub type HealthCheck = BoxFuture<'static, Result<(), EngineError>>;
 
+/// One inference on zeros shaped like every input, the last step of every
+/// engine's health check at load: the model runs end to end (and caches
+/// are warm) before it takes a series.
+pub(crate) async fn infer_on_zeros(engine: &dyn InferenceEngine) -> Result<(), EngineError> {
+    let zeros = engine
+        .inputs()
+        .iter()
+        .map(|spec| (spec.name.clone(), zeros_like(spec)))
+        .collect();
+    engine.infer(zeros).await.map(|_| ())
+}
+
 /// What [`EngineConfig::build`] returns.
 pub struct BuiltEngine {
     pub engine: Arc<dyn InferenceEngine>,
@@ -288,12 +300,7 @@ impl EngineConfig {
             engine,
             healthcheck: Box::pin(async move {
                 probe.health().await?;
-                let zeros = probe
-                    .inputs()
-                    .iter()
-                    .map(|spec| (spec.name.clone(), zeros_like(spec)))
-                    .collect();
-                probe.infer(zeros).await.map(|_| ())
+                infer_on_zeros(probe.as_ref()).await
             }),
         })
     }

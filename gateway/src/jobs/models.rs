@@ -141,16 +141,7 @@ impl ModelCache {
         let model = LoadedModel::load(entry, &self.engine).await?;
         self.health.record(id, HealthState::Ready, None);
         tracing::info!(model = %id, engine = model.engine_kind(), sha256 = %model.manifest().sha256, "model loaded");
-        self.audit(
-            "model.loaded",
-            serde_json::json!({
-                "model": id.name,
-                "version": id.version.to_string(),
-                "sha256": model.manifest().sha256,
-                "engine": model.engine_kind(),
-            }),
-        )
-        .await;
+        self.audit("model.loaded", &model).await;
         Ok(model)
     }
 
@@ -198,16 +189,7 @@ impl ModelCache {
         for id in &gone {
             if let Some(model) = loaded.remove(id).and_then(|cell| cell.get().cloned()) {
                 tracing::info!(model = %id, "model unloaded");
-                self.audit(
-                    "model.unloaded",
-                    serde_json::json!({
-                        "model": id.name,
-                        "version": id.version.to_string(),
-                        "sha256": model.manifest().sha256,
-                        "engine": model.engine_kind(),
-                    }),
-                )
-                .await;
+                self.audit("model.unloaded", &model).await;
             }
         }
         *self
@@ -217,14 +199,22 @@ impl ModelCache {
         gone
     }
 
-    async fn audit(&self, action: &'static str, detail: serde_json::Value) {
+    /// Records that `model` (name, version, SHA-256, engine) was loaded or
+    /// unloaded.
+    async fn audit(&self, action: &'static str, model: &LoadedModel) {
         let Some(path) = self.audit_db.clone() else {
             return;
         };
+        let id = model.id();
         let entry = AuditEntry {
             actor: "system:models".into(),
             action: action.into(),
-            detail,
+            detail: serde_json::json!({
+                "model": id.name,
+                "version": id.version.to_string(),
+                "sha256": model.manifest().sha256,
+                "engine": model.engine_kind(),
+            }),
         };
         let written =
             tokio::task::spawn_blocking(move || audit::append_to(&path, &entry).map(drop)).await;

@@ -32,7 +32,7 @@ use crate::results::sr::SrError;
 use crate::route::{RouteStateStore, RoutesHandle, Terminal};
 use crate::store::{Store, StoreError};
 use crate::telemetry::drift::{AcquisitionParams, DriftObservation, InputStats};
-use crate::telemetry::{FailureObservation, Metrics, ResultObservation};
+use crate::telemetry::{FailureObservation, JobLabels, Metrics, ResultObservation};
 
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
@@ -264,12 +264,7 @@ impl JobRunner {
                     metrics.jobs.with_label_values(&[job.route.as_str(), outcome]).inc();
                     let version = job.model.version.to_string();
                     self.metrics_all().performance.record_failure(&FailureObservation {
-                        site: &job.site,
-                        modality: &job.modality,
-                        scanner: &job.scanner,
-                        route: &job.route,
-                        model: &job.model.name,
-                        version: &version,
+                        job: job_labels(&job, &job.model.name, &version),
                         kind,
                         will_retry: retry,
                     });
@@ -572,12 +567,7 @@ impl JobRunner {
         self.metrics_all()
             .performance
             .record_result(&ResultObservation {
-                site: &job.site,
-                modality: &job.modality,
-                scanner: &job.scanner,
-                route: &job.route,
-                model: &job.model.name,
-                version: &version,
+                job: job_labels(job, &job.model.name, &version),
                 step,
                 cache_hit: None,
                 end_to_end: waited,
@@ -675,12 +665,7 @@ impl JobRunner {
             .collect();
         let telemetry = self.metrics_all();
         telemetry.performance.record_result(&ResultObservation {
-            site: &job.site,
-            modality: &job.modality,
-            scanner: &job.scanner,
-            route: &job.route,
-            model: &served.name,
-            version: &version,
+            job: job_labels(job, &served.name, &version),
             step,
             cache_hit: Some(scored.all_cached),
             end_to_end: waited,
@@ -870,4 +855,17 @@ fn max_per_label(mut so_far: Classification, next: Classification) -> Classifica
         }
     }
     so_far
+}
+
+/// The per-site labels of `job` for the model version that ran (or was
+/// planned to run) it.
+fn job_labels<'a>(job: &'a Job, model: &'a str, version: &'a str) -> JobLabels<'a> {
+    JobLabels {
+        site: &job.site,
+        modality: &job.modality,
+        scanner: &job.scanner,
+        route: &job.route,
+        model,
+        version,
+    }
 }

@@ -4,9 +4,9 @@
 //! from bounded sets only: site names from the config, modalities from the
 //! DICOM defined terms (anything else becomes `OTHER`), fixed outcomes.
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, HistogramVec, IntCounterVec, IntGauge, Registry, TextEncoder};
+
+use super::register::{counter_vec, histogram_vec, register};
 
 /// All metric families, registered once at start-up and shared by reference.
 #[derive(Clone)]
@@ -48,29 +48,19 @@ impl Metrics {
     /// With the configured `[drift]` section (what `app::run` should use).
     pub fn with_drift(drift: crate::config::DriftConfig) -> Self {
         let registry = Registry::new();
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-            c
-        };
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| counter_vec(&registry, name, help, labels);
         let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
-            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
-                .expect("valid metric");
-            registry
-                .register(Box::new(h.clone()))
-                .expect("unique metric");
-            h
+            histogram_vec(&registry, name, help, labels, &buckets)
         };
-        let dimse_active_associations = IntGauge::new(
-            "gateway_dimse_active_associations",
-            "DIMSE associations open now",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(dimse_active_associations.clone()))
-            .expect("unique metric");
+        let dimse_active_associations = register(
+            &registry,
+            IntGauge::new(
+                "gateway_dimse_active_associations",
+                "DIMSE associations open now",
+            )
+            .expect("valid metric"),
+        );
         Self {
             dimse_associations: counter(
                 "gateway_dimse_associations_total",

@@ -11,13 +11,14 @@ mod metrics;
 mod metrics_http;
 mod performance;
 mod pipeline;
+mod register;
 mod scanner;
 
 pub use drift::DriftHandle;
 pub use metrics::{Metrics, modality_label};
 pub use metrics_http::serve_metrics;
 pub use performance::{
-    FailureObservation, PERFORMANCE_METRIC_NAMES, PerformanceMetrics, ResultObservation,
+    FailureObservation, JobLabels, PERFORMANCE_METRIC_NAMES, PerformanceMetrics, ResultObservation,
 };
 pub use pipeline::PipelineMetrics;
 pub use scanner::{MODELS_PER_VENDOR, ScannerLabels, model_slug, vendor_label};

@@ -13,8 +13,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramVec, IntCounterVec, Registry};
 
+use super::register::{counter_vec, histogram_vec};
 use super::scanner::ScannerLabels;
 
 /// Per-site families; cheap to clone (handles to the registered families).
@@ -32,9 +33,9 @@ pub struct PerformanceMetrics {
     scanners: ScannerLabels,
 }
 
-/// One finished job, as the runner knows it when the result is stored.
-#[derive(Debug, Clone)]
-pub struct ResultObservation<'a> {
+/// The label values of one job that its result and its failures share.
+#[derive(Debug, Clone, Copy)]
+pub struct JobLabels<'a> {
     pub site: &'a str,
     /// A bounded label (`telemetry::modality_label`), as on the job row.
     pub modality: &'a str,
@@ -43,6 +44,12 @@ pub struct ResultObservation<'a> {
     pub route: &'a str,
     pub model: &'a str,
     pub version: &'a str,
+}
+
+/// One finished job, as the runner knows it when the result is stored.
+#[derive(Debug, Clone)]
+pub struct ResultObservation<'a> {
+    pub job: JobLabels<'a>,
     /// `primary`, or the fallback step that produced the result.
     pub step: &'a str,
     /// `Some(true)` when the result came from the cache, `None` without one.
@@ -56,12 +63,7 @@ pub struct ResultObservation<'a> {
 /// One failed attempt of a job.
 #[derive(Debug, Clone)]
 pub struct FailureObservation<'a> {
-    pub site: &'a str,
-    pub modality: &'a str,
-    pub scanner: &'a str,
-    pub route: &'a str,
-    pub model: &'a str,
-    pub version: &'a str,
+    pub job: JobLabels<'a>,
     /// A bounded error kind (`JobError::as_label`).
     pub kind: &'a str,
     /// Whether the job will be tried again.
@@ -90,20 +92,10 @@ pub const PERFORMANCE_METRIC_NAMES: &[&str] = &[
 
 impl PerformanceMetrics {
     pub fn register(registry: &Registry) -> Self {
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-            c
-        };
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| counter_vec(registry, name, help, labels);
         let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
-            let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
-            let h = HistogramVec::new(opts, labels).expect("valid metric");
-            registry
-                .register(Box::new(h.clone()))
-                .expect("unique metric");
-            h
+            histogram_vec(registry, name, help, labels, buckets)
         };
         Self {
             received_instances: counter(
@@ -195,45 +187,47 @@ impl PerformanceMetrics {
 
     /// A job whose result was stored.
     pub fn record_result(&self, o: &ResultObservation<'_>) {
+        let j = &o.job;
         self.jobs
             .with_label_values(&[
-                o.site, o.modality, o.scanner, o.route, o.model, o.version, "done",
+                j.site, j.modality, j.scanner, j.route, j.model, j.version, "done",
             ])
             .inc();
         if o.step != "primary" {
             self.fallbacks
-                .with_label_values(&[o.site, o.scanner, o.route, o.model, o.version, o.step])
+                .with_label_values(&[j.site, j.scanner, j.route, j.model, j.version, o.step])
                 .inc();
         }
         if let Some(hit) = o.cache_hit {
             let outcome = if hit { "hit" } else { "miss" };
             self.cache_requests
-                .with_label_values(&[o.site, o.scanner, o.model, o.version, outcome])
+                .with_label_values(&[j.site, j.scanner, j.model, j.version, outcome])
                 .inc();
         }
         for (label, positive) in o.findings {
             let decision = if *positive { "positive" } else { "negative" };
             self.findings
                 .with_label_values(&[
-                    o.site, o.scanner, o.route, o.model, o.version, label, decision,
+                    j.site, j.scanner, j.route, j.model, j.version, label, decision,
                 ])
                 .inc();
         }
         self.end_to_end_seconds
-            .with_label_values(&[o.site, o.scanner, o.route])
+            .with_label_values(&[j.site, j.scanner, j.route])
             .observe(o.end_to_end.as_secs_f64());
     }
 
     /// A failed attempt: counted as an error, and as a job `retry` or `failed`.
     pub fn record_failure(&self, o: &FailureObservation<'_>) {
+        let j = &o.job;
         let outcome = if o.will_retry { "retry" } else { "failed" };
         self.jobs
             .with_label_values(&[
-                o.site, o.modality, o.scanner, o.route, o.model, o.version, outcome,
+                j.site, j.modality, j.scanner, j.route, j.model, j.version, outcome,
             ])
             .inc();
         self.errors
-            .with_label_values(&[o.site, o.scanner, o.route, o.model, o.version, o.kind])
+            .with_label_values(&[j.site, j.scanner, j.route, j.model, j.version, o.kind])
             .inc();
     }
 }
@@ -258,25 +252,23 @@ mod tests {
         perf.record_received("north", "CT", &scanner, 1000);
         perf.record_received("north", "CT", &scanner, 24);
         perf.record_inference("north", &scanner, "m", "1.0.0", Duration::from_millis(20));
-        perf.record_result(&ResultObservation {
+        let job = JobLabels {
             site: "north",
             modality: "CT",
             scanner: &scanner,
             route: "r",
             model: "m",
             version: "1.0.0",
+        };
+        perf.record_result(&ResultObservation {
+            job,
             step: "fallback-1",
             cache_hit: Some(true),
             end_to_end: Duration::from_secs(3),
             findings: &[("bleed", true), ("other", false)],
         });
         perf.record_failure(&FailureObservation {
-            site: "north",
-            modality: "CT",
-            scanner: &scanner,
-            route: "r",
-            model: "m",
-            version: "1.0.0",
+            job,
             kind: "engine_timeout",
             will_retry: true,
         });

@@ -2,7 +2,9 @@
 //! engines and results. Labels: site and route names from the config,
 //! model names and versions from the repository, fixed outcomes.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec, Registry};
+
+use super::register::{counter_vec, gauge_vec, histogram_vec};
 
 #[derive(Clone)]
 pub struct PipelineMetrics {
@@ -49,42 +51,19 @@ const END_TO_END_BUCKETS: &[f64] = &[
 
 impl PipelineMetrics {
     pub fn register(registry: &Registry) -> Self {
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-            c
-        };
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| counter_vec(registry, name, help, labels);
         let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
-            let h = HistogramVec::new(
-                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
-                labels,
-            )
-            .expect("valid metric");
-            registry
-                .register(Box::new(h.clone()))
-                .expect("unique metric");
-            h
+            histogram_vec(registry, name, help, labels, buckets)
         };
-        let queue_depth = IntGaugeVec::new(
-            Opts::new(
-                "gateway_pipeline_queue_depth",
-                "Jobs by state, and series still assembling (state=assembling)",
-            ),
+        let queue_depth = gauge_vec(
+            registry,
+            "gateway_pipeline_queue_depth",
+            "Jobs by state, and series still assembling (state=assembling)",
             &["state"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(queue_depth.clone()))
-            .expect("unique metric");
-        let gauge = |name: &str, help: &str, labels: &[&str]| {
-            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
-            g
-        };
+        );
+        let gauge =
+            |name: &str, help: &str, labels: &[&str]| gauge_vec(registry, name, help, labels);
         Self {
             fallbacks: counter(
                 "gateway_route_fallbacks_total",

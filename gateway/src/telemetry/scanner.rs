@@ -118,9 +118,15 @@ pub fn vendor_label(manufacturer: Option<&str>) -> Option<&'static str> {
 /// Lower-case `[a-z0-9-]`, runs of anything else as one `-`, trimmed and cut
 /// to [`MAX_MODEL_SLUG`] characters.
 pub fn model_slug(text: &str) -> String {
-    let mut slug = String::with_capacity(text.len().min(MAX_MODEL_SLUG));
+    slug(text, MAX_MODEL_SLUG)
+}
+
+/// `text` as a bounded label value: lower-case `[a-z0-9-]`, each run of
+/// anything else one `-`, no `-` at either end, at most `max` characters.
+pub fn slug(text: &str, max: usize) -> String {
+    let mut slug = String::with_capacity(text.len().min(max));
     for c in text.chars() {
-        if slug.len() >= MAX_MODEL_SLUG {
+        if slug.len() >= max {
             break;
         }
         if c.is_ascii_alphanumeric() {

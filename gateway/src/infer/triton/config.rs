@@ -9,10 +9,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::TritonEngine;
-use crate::infer::InferenceEngine;
+use crate::infer::config::infer_on_zeros;
 use crate::infer::config::{BuiltEngine, default_max_queued, duration_text};
 use crate::infer::error::EngineError;
-use crate::infer::tensor::zeros_like;
 use crate::models::Manifest;
 
 /// A Triton (or any KServe v2) server over gRPC, serving the model versions
@@ -125,12 +124,7 @@ impl TritonConfig {
             engine,
             healthcheck: Box::pin(async move {
                 probe.check_deployment().await?;
-                let zeros = probe
-                    .inputs()
-                    .iter()
-                    .map(|spec| (spec.name.clone(), zeros_like(spec)))
-                    .collect();
-                probe.infer(zeros).await.map(|_| ())
+                infer_on_zeros(probe.as_ref()).await
             }),
         })
     }

@@ -3,6 +3,8 @@
 
 use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
+use crate::telemetry::register::register;
+
 /// Names registered here, for the dashboard check and the docs.
 pub const DRIFT_METRIC_NAMES: &[&str] = &[
     "gateway_drift_psi",
@@ -30,10 +32,6 @@ pub(super) struct DriftMetrics {
 
 impl DriftMetrics {
     pub fn register(registry: &Registry) -> Self {
-        fn register<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
-            r.register(Box::new(c.clone())).expect("unique metric");
-            c
-        }
         let opts = Opts::new;
         Self {
             psi: register(

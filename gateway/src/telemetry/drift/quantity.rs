@@ -136,20 +136,7 @@ impl TryFrom<String> for Quantity {
 /// A category value as the monitor keeps it: lower-case `[a-z0-9-]`, at
 /// most 16 characters; `None` when nothing is left.
 pub fn category_slug(text: &str) -> Option<String> {
-    let mut slug = String::new();
-    for c in text.trim().chars() {
-        if slug.len() >= MAX_CATEGORY_LEN {
-            break;
-        }
-        if c.is_ascii_alphanumeric() {
-            slug.push(c.to_ascii_lowercase());
-        } else if !slug.is_empty() && !slug.ends_with('-') {
-            slug.push('-');
-        }
-    }
-    while slug.ends_with('-') {
-        slug.pop();
-    }
+    let slug = crate::telemetry::scanner::slug(text, MAX_CATEGORY_LEN);
     (!slug.is_empty()).then_some(slug)
 }
 
