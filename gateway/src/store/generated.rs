@@ -1,12 +1,12 @@
 //! Objects the gateway makes itself (result SRs) go into the store through
-//! the same staging, fsync and group commit as received ones, so QIDO-RS and
-//! WADO-RS serve them and nothing is reported stored before it is durable.
-
-use std::time::Instant;
+//! the same acceptance path as received ones ([`Store::accept`]: the same
+//! checks, fsync and group commit), so QIDO-RS and WADO-RS serve them and
+//! nothing is reported stored before it is durable.
 
 use dicom_object::FileMetaTable;
 
-use super::{Provenance, Store, StoreError, StoredInstance, parse_header};
+use super::uid::trim_uid;
+use super::{Announced, Provenance, Store, StoreError, StoredInstance};
 
 /// The ingest protocol recorded for generated objects. The assembler never
 /// routes them (a result must not trigger inference).
@@ -25,7 +25,6 @@ impl Store {
         site: &str,
         ae_title: &str,
     ) -> Result<StoredInstance, StoreError> {
-        let received_at = Instant::now();
         let unreadable = |what: &str| StoreError::Unreadable(format!("generated object: {what}"));
         let meta_bytes = part10
             .get(128..)
@@ -37,29 +36,21 @@ impl Store {
         let dataset = part10
             .get(dataset_offset..)
             .ok_or_else(|| unreadable("meta longer than the file"))?;
-        let transfer_syntax = meta.transfer_syntax().to_string();
-        let mut staging = self.begin(&meta, dataset.len() as u64).await?;
-        staging.write_dataset(dataset).await?;
-        let staged = staging.finish().await?;
-        let ts = transfer_syntax.clone();
-        let (attributes, staged) =
-            tokio::task::spawn_blocking(move || (parse_header(&staged, &ts), staged))
-                .await
-                .map_err(|e| StoreError::Commit(format!("header task: {e}")))?;
-        let attributes = match attributes {
-            Ok(a) => a,
-            Err(e) => {
-                let _ = std::fs::remove_file(&staged.path);
-                return Err(e);
-            }
+        let announced = Announced {
+            sop_class_uid: trim_uid(meta.media_storage_sop_class_uid()).to_string(),
+            sop_instance_uid: trim_uid(meta.media_storage_sop_instance_uid()).to_string(),
+            study_instance_uid: None,
+            source: "file meta information",
         };
         let provenance = Provenance {
             site: site.to_string(),
             calling_ae: ae_title.to_string(),
             protocol: GENERATED_PROTOCOL,
-            transfer_syntax_uid: transfer_syntax,
+            transfer_syntax_uid: trim_uid(meta.transfer_syntax()).to_string(),
         };
-        self.commit(staged, attributes, provenance, received_at)
-            .await
+        let mut staging = self.begin(&meta, dataset.len() as u64).await?;
+        staging.write_dataset(dataset).await?;
+        let accepted = self.accept(staging, &announced, provenance).await?;
+        Ok(accepted.stored)
     }
 }

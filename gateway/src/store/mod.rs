@@ -3,11 +3,13 @@
 //!
 //! The path of an instance through here: [`Store::begin`] opens a temp file
 //! (after the free-space check), the ingest stage streams the data set into
-//! it, [`StagingFile::finish`] fsyncs it, [`parse_header`] reads the
-//! attributes, and [`Store::commit`] hands it to the group committer, which
-//! renames it into place, fsyncs the directory and commits the index row.
-//! Only the answer from `commit` may turn into a Success for the sender.
+//! it, and [`Store::accept`] does the rest for every protocol alike: fsync,
+//! validate and parse the header, check it against what the protocol
+//! announced, then the group committer renames it into place, fsyncs the
+//! directory and commits the index row. Only an `Ok` from `accept` may turn
+//! into a Success for the sender.
 
+mod accept;
 mod attributes;
 mod committer;
 mod generated;
@@ -27,6 +29,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::{FileMetaTable, OpenFileOptions};
 use tokio::sync::{mpsc, oneshot};
 
+pub use accept::{AcceptedInstance, Announced};
 pub use attributes::IndexedAttributes;
 pub use generated::GENERATED_PROTOCOL;
 pub use index::IndexRow;
@@ -61,6 +64,10 @@ pub enum StoreError {
     Commit(String),
     #[error("data set cannot be parsed: {0}")]
     Unreadable(String),
+    /// The data set is not the instance the protocol announced, or lacks
+    /// an identifier the index keys on.
+    #[error("{0}")]
+    Mismatch(String),
     #[error("a different object with this SOP Instance UID is already stored")]
     DuplicateConflict,
     #[error("store is shutting down")]
@@ -88,6 +95,7 @@ impl StoreError {
             Self::Write(_) => "write_error",
             Self::Index(_) | Self::Commit(_) => "index_error",
             Self::Unreadable(_) => "unreadable",
+            Self::Mismatch(_) => "mismatch",
             Self::DuplicateConflict => "duplicate_conflict",
             Self::ShuttingDown => "shutting_down",
         }
@@ -134,6 +142,7 @@ struct StoreInner {
     layout: Layout,
     config: StoreConfig,
     commits: mpsc::Sender<CommitRequest>,
+    metrics: Metrics,
 }
 
 use committer::{CommitRequest, Committer};
@@ -155,7 +164,7 @@ impl Store {
             conn,
             layout: layout.clone(),
             policy: config.duplicate_policy,
-            metrics,
+            metrics: metrics.clone(),
         };
         std::thread::Builder::new()
             .name("store-committer".into())
@@ -167,6 +176,7 @@ impl Store {
                     layout,
                     config,
                     commits,
+                    metrics,
                 }),
             },
             report,
@@ -209,7 +219,8 @@ impl Store {
     }
 
     /// Makes a staged instance durable and indexed. Returns only when it is.
-    pub async fn commit(
+    /// Only [`Store::accept`] calls it, after every check has passed.
+    async fn commit(
         &self,
         staged: StagedFile,
         attributes: IndexedAttributes,

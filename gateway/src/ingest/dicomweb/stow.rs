@@ -1,21 +1,23 @@
 //! STOW-RS (PS3.18 10.5): `POST /studies[/{study}]` with
 //! `multipart/related; type="application/dicom"`.
 //!
-//! Each part streams straight into the same durable store path as C-STORE:
+//! Each part streams straight into the same acceptance path as C-STORE:
 //! its file meta is read from the first bytes, a staging file is opened with
 //! our normalised meta, the rest of the part is written as it arrives, then
-//! the header is checked and the instance committed. Memory stays bounded by
-//! one read chunk per request whatever the body size. The response lists
+//! [`Store::accept`](crate::store::Store::accept) validates, checks and
+//! commits it. Memory stays bounded by one read chunk per request whatever
+//! the body size; no body shape panics the handler or loses the response. The response lists
 //! every instance in ReferencedSOPSequence or FailedSOPSequence (with the
 //! same failure codes a C-STORE would get): 200 all stored, 202 some, 409 none.
 
-use std::time::Instant as StdInstant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_multipart::{Field, Multipart, MultipartError};
 use actix_web::error::PayloadError;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -27,13 +29,14 @@ use crate::ingest::dimse::negotiation::TRANSFER_SYNTAXES;
 use crate::ingest::dimse::status::{self, store_error_status};
 use crate::ingest::dimse::storage_classes::STORAGE_SOP_CLASSES;
 use crate::store::uid::{trim_uid, validate_uid};
-use crate::store::{self, CommitOutcome, Provenance, StagingFile, StoreError};
-use crate::telemetry::modality_label;
+use crate::store::{self, Announced, Provenance, StagingFile, StoreError};
 
 /// Largest file meta group we accept (real ones are a few hundred bytes).
 const MAX_META_BYTES: usize = 64 * 1024;
 /// Preamble plus `DICM`.
 const PREAMBLE: usize = 128;
+/// Most `Warning` headers on one response: the body carries every failure.
+const MAX_WARNING_HEADERS: usize = 10;
 
 pub fn register(cfg: &mut web::ServiceConfig) {
     cfg.route("/studies", web::post().to(store_instances))
@@ -98,11 +101,17 @@ async fn stow(
     }
 
     // Count bytes as they arrive; a chunked body over the limit fails mid-way.
+    let limits = BodyLimits {
+        body: limit,
+        exceeded: Arc::new(AtomicBool::new(false)),
+    };
+    let exceeded = limits.exceeded.clone();
     let mut received = 0u64;
     let counted = payload.map(move |chunk| {
         let chunk = chunk?;
         received += chunk.len() as u64;
         if received > limit {
+            exceeded.store(true, Ordering::Relaxed);
             Err(PayloadError::Overflow)
         } else {
             Ok(chunk)
@@ -113,7 +122,11 @@ async fn stow(
     let work = async {
         let mut outcomes = Vec::new();
         let mut part_number = 0usize;
-        while let Some(field) = multipart.try_next().await.map_err(multipart_error(limit))? {
+        while let Some(field) = multipart
+            .try_next()
+            .await
+            .map_err(|e| limits.multipart_error(e))?
+        {
             part_number += 1;
             if part_number > state.config.max_parts {
                 return Err(DicomWebError::TooManyParts {
@@ -127,7 +140,7 @@ async fn stow(
                     &state,
                     &principal,
                     target_study.as_deref(),
-                    limit,
+                    &limits,
                 )
                 .await?,
             );
@@ -139,10 +152,53 @@ async fn stow(
         }
         Ok(outcomes)
     };
-    let outcomes = tokio::time::timeout_at(deadline, work)
-        .await
-        .map_err(|_| DicomWebError::RequestTimeout(state.config.body_timeout))??;
+    // A dependency that panics on some body shape costs this request, not
+    // the connection: the client still gets an answer.
+    let work = std::panic::AssertUnwindSafe(work).catch_unwind();
+    let outcomes = match tokio::time::timeout_at(deadline, work).await {
+        Err(_) => return Err(DicomWebError::RequestTimeout(state.config.body_timeout)),
+        Ok(Err(_panic)) => {
+            tracing::error!("STOW-RS request handling panicked");
+            return Err(DicomWebError::BadRequest(
+                "the multipart body could not be processed".into(),
+            ));
+        }
+        Ok(Ok(outcomes)) => outcomes?,
+    };
     Ok(respond(&req, &outcomes))
+}
+
+/// The request body's size limit, and whether the body ran past it (as
+/// opposed to actix-multipart's own 64 KiB line buffer overflowing, which
+/// is a malformed body: a boundary that never comes).
+struct BodyLimits {
+    body: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl BodyLimits {
+    fn multipart_error(&self, e: MultipartError) -> DicomWebError {
+        match e {
+            MultipartError::Payload(PayloadError::Overflow)
+                if self.exceeded.load(Ordering::Relaxed) =>
+            {
+                DicomWebError::PayloadTooLarge { limit: self.body }
+            }
+            MultipartError::Payload(PayloadError::Overflow) => DicomWebError::BadRequest(
+                "malformed multipart body: no boundary line within 64 KiB".into(),
+            ),
+            MultipartError::Nested => {
+                DicomWebError::BadRequest("nested multipart bodies are not supported".into())
+            }
+            MultipartError::BoundaryMissing | MultipartError::Incomplete => {
+                DicomWebError::BadRequest(
+                    "malformed multipart body: the boundary or the closing boundary is missing"
+                        .into(),
+                )
+            }
+            other => DicomWebError::BadRequest(format!("malformed multipart body: {other}")),
+        }
+    }
 }
 
 /// `multipart/related` with `type="application/dicom"` and a boundary (PS3.18 8.6.1.2).
@@ -215,78 +271,162 @@ fn check_accept(req: &HttpRequest) -> Result<(), DicomWebError> {
     }
 }
 
-fn multipart_error(limit: u64) -> impl Fn(MultipartError) -> DicomWebError {
-    move |e| match e {
-        MultipartError::Payload(PayloadError::Overflow) => DicomWebError::PayloadTooLarge { limit },
-        MultipartError::Nested => {
-            DicomWebError::BadRequest("nested multipart bodies are not supported".into())
-        }
-        other => DicomWebError::BadRequest(format!("malformed multipart body: {other}")),
-    }
-}
-
 /// Streams one part into the store. `Err` aborts the whole request (a
 /// broken body); a bad instance is an `Ok(PartOutcome::Failed)`.
 async fn receive_part(
-    mut field: Field,
+    field: Field,
     number: usize,
     state: &DicomwebState,
     principal: &Principal,
     target_study: Option<&str>,
-    limit: u64,
+    limits: &BodyLimits,
 ) -> Result<PartOutcome, DicomWebError> {
-    match field.content_type() {
-        None => {
-            return Err(DicomWebError::BadRequest(format!(
-                "part {number} has no Content-Type"
-            )));
-        }
-        Some(m) if m.type_() == mime::MULTIPART => {
-            return Err(DicomWebError::BadRequest(format!(
-                "part {number} is a nested multipart body"
-            )));
-        }
-        Some(m) if m.essence_str() != "application/dicom" => {
-            return Err(DicomWebError::UnsupportedMediaType(format!(
-                "part {number} is {}, only application/dicom is accepted",
-                m.essence_str()
-            )));
-        }
-        Some(_) => {}
-    }
+    let site = principal.site.as_str();
+    let mut part = PartReader::new(field, limits);
+    check_part_type(part.field.content_type(), number)?;
 
-    // Gather the preamble and file meta group.
-    let mut head: Vec<u8> = Vec::new();
-    let meta_range = loop {
-        match locate_meta(&head) {
-            MetaScan::Found(range) => break Ok(range),
-            MetaScan::NotDicom(why) => break Err(why),
-            MetaScan::NeedMore => {}
-        }
-        match field.try_next().await.map_err(multipart_error(limit))? {
-            Some(chunk) => head.extend_from_slice(&chunk),
-            None if head.is_empty() => {
-                return Err(DicomWebError::BadRequest(format!("part {number} is empty")));
-            }
-            None => break Err("part ends inside the DICOM file meta information".to_string()),
-        }
-    };
-    let meta = meta_range.and_then(|range| {
-        dicom_object::FileMetaTable::from_reader(&head[range.clone()])
-            .map(|meta| (meta, range.end))
-            .map_err(|e| format!("file meta information does not parse: {e}"))
-    });
-    let (meta, meta_end) = match meta {
+    let PartHead {
+        meta,
+        head,
+        meta_end,
+    } = match read_part_head(&mut part, number).await? {
         Ok(found) => found,
         Err(why) => {
-            drain(&mut field, limit).await?;
+            part.drain().await?;
+            state.store.count_refusal(site, "not_dicom");
             return Ok(failed(None, None, status::ERROR_CANNOT_UNDERSTAND, why));
         }
     };
     let sop_class = trim_uid(meta.media_storage_sop_class_uid()).to_string();
     let sop_instance = trim_uid(meta.media_storage_sop_instance_uid()).to_string();
     let transfer_syntax = trim_uid(meta.transfer_syntax()).to_string();
-    let precheck = if validate_uid(&sop_instance).is_err() {
+    if let Err((reason, why)) = precheck(&sop_class, &sop_instance, &transfer_syntax) {
+        part.drain().await?;
+        state.store.count_refusal(site, "precheck");
+        return Ok(failed(Some(sop_class), Some(sop_instance), reason, why));
+    }
+
+    // Stream the data set into a staging file with our normalised meta.
+    let staging = match store::file_meta(&sop_class, &sop_instance, &transfer_syntax) {
+        Ok(meta) => state.store.begin(&meta, limits.body).await,
+        Err(e) => Err(e),
+    };
+    let mut staging: StagingFile = match staging {
+        Ok(staging) => staging,
+        Err(e) => {
+            part.drain().await?;
+            state.store.count_refusal(site, e.as_label());
+            return Ok(store_failed(Some(sop_class), Some(sop_instance), &e));
+        }
+    };
+    let mut write_error = staging.write_dataset(&head[meta_end..]).await.err();
+    drop(head);
+    while let Some(chunk) = part.next_chunk().await? {
+        if write_error.is_none() {
+            write_error = staging.write_dataset(&chunk).await.err();
+        }
+    }
+    if let Some(e) = write_error {
+        state.store.count_refusal(site, e.as_label());
+        return Ok(store_failed(Some(sop_class), Some(sop_instance), &e));
+    }
+
+    let announced = Announced {
+        sop_class_uid: sop_class.clone(),
+        sop_instance_uid: sop_instance.clone(),
+        study_instance_uid: target_study.map(str::to_string),
+        source: "file meta information",
+    };
+    let provenance = Provenance {
+        site: principal.site.clone(),
+        calling_ae: format!("token:{}", principal.token_id),
+        protocol: "stow",
+        transfer_syntax_uid: transfer_syntax,
+    };
+    match state.store.accept(staging, &announced, provenance).await {
+        Ok(accepted) => Ok(PartOutcome::Stored {
+            sop_class,
+            sop_instance,
+            study: accepted.study_instance_uid,
+            series: accepted.series_instance_uid,
+        }),
+        Err(e) => Ok(store_failed(Some(sop_class), Some(sop_instance), &e)),
+    }
+}
+
+/// A part's first bytes: the parsed file meta, and the bytes read so far
+/// (the data set starts at `meta_end`).
+struct PartHead {
+    meta: dicom_object::FileMetaTable,
+    head: Vec<u8>,
+    meta_end: usize,
+}
+
+/// Reads the preamble and file meta group of a part. `Ok(Err(why))` is a
+/// part that is not a DICOM file (that instance fails); `Err` breaks the
+/// request. Reads at most the preamble and [`MAX_META_BYTES`] plus a chunk.
+async fn read_part_head(
+    part: &mut PartReader<'_>,
+    number: usize,
+) -> Result<Result<PartHead, String>, DicomWebError> {
+    let mut head: Vec<u8> = Vec::new();
+    let range = loop {
+        match locate_meta(&head) {
+            MetaScan::Found(range) => break range,
+            MetaScan::NotDicom(why) => return Ok(Err(why)),
+            MetaScan::NeedMore => {}
+        }
+        match part.next_chunk().await? {
+            Some(chunk) => head.extend_from_slice(&chunk),
+            None if head.is_empty() => {
+                return Err(DicomWebError::BadRequest(format!("part {number} is empty")));
+            }
+            None => {
+                return Ok(Err(format!(
+                    "part ends after {} bytes, inside the DICOM file header",
+                    head.len()
+                )));
+            }
+        }
+    };
+    Ok(
+        dicom_object::FileMetaTable::from_reader(&head[range.clone()])
+            .map(|meta| PartHead {
+                meta,
+                meta_end: range.end,
+                head,
+            })
+            .map_err(|e| format!("file meta information does not parse: {e}")),
+    )
+}
+
+/// A part must be a single DICOM object (PS3.18 10.5.1.1); anything
+/// else is a malformed request, not a failed instance.
+fn check_part_type(content_type: Option<&mime::Mime>, number: usize) -> Result<(), DicomWebError> {
+    match content_type {
+        None => Err(DicomWebError::BadRequest(format!(
+            "part {number} has no Content-Type"
+        ))),
+        Some(m) if m.type_() == mime::MULTIPART => Err(DicomWebError::BadRequest(format!(
+            "part {number} is a nested multipart body"
+        ))),
+        Some(m) if m.essence_str() != "application/dicom" => {
+            Err(DicomWebError::UnsupportedMediaType(format!(
+                "part {number} is {}, only application/dicom is accepted",
+                m.essence_str()
+            )))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// What the file meta announces must be something we store at all.
+fn precheck(
+    sop_class: &str,
+    sop_instance: &str,
+    transfer_syntax: &str,
+) -> Result<(), (u16, String)> {
+    if validate_uid(sop_instance).is_err() {
         Err((
             status::INVALID_OBJECT_INSTANCE,
             "media storage SOP instance UID is not a valid UID".to_string(),
@@ -306,155 +446,47 @@ async fn receive_part(
         ))
     } else {
         Ok(())
-    };
-    if let Err((reason, why)) = precheck {
-        drain(&mut field, limit).await?;
-        return Ok(failed(Some(sop_class), Some(sop_instance), reason, why));
+    }
+}
+
+/// One part's bytes. actix-multipart panics if a field is polled again
+/// after it has ended, so this remembers the end (or an error) and never
+/// polls past it, whichever path drains the part.
+struct PartReader<'l> {
+    field: Field,
+    ended: bool,
+    limits: &'l BodyLimits,
+}
+
+impl<'l> PartReader<'l> {
+    fn new(field: Field, limits: &'l BodyLimits) -> Self {
+        Self {
+            field,
+            ended: false,
+            limits,
+        }
     }
 
-    // Stream the data set into a staging file with our normalised meta.
-    let staging = match store::file_meta(&sop_class, &sop_instance, &transfer_syntax) {
-        Ok(meta) => state.store.begin(&meta, limit).await,
-        Err(e) => Err(e),
-    };
-    let mut staging: StagingFile = match staging {
-        Ok(staging) => staging,
-        Err(e) => {
-            drain(&mut field, limit).await?;
-            return Ok(store_failed(
-                state,
-                principal,
-                Some(sop_class),
-                Some(sop_instance),
-                &e,
-            ));
+    async fn next_chunk(&mut self) -> Result<Option<bytes::Bytes>, DicomWebError> {
+        if self.ended {
+            return Ok(None);
         }
-    };
-    let mut write_error = staging.write_dataset(&head[meta_end..]).await.err();
-    while let Some(chunk) = field.try_next().await.map_err(multipart_error(limit))? {
-        if write_error.is_none() {
-            write_error = staging.write_dataset(&chunk).await.err();
-        }
-    }
-    if let Some(e) = write_error {
-        return Ok(store_failed(
-            state,
-            principal,
-            Some(sop_class),
-            Some(sop_instance),
-            &e,
-        ));
-    }
-    let received_at = StdInstant::now();
-    let staged = match staging.finish().await {
-        Ok(staged) => staged,
-        Err(e) => {
-            return Ok(store_failed(
-                state,
-                principal,
-                Some(sop_class),
-                Some(sop_instance),
-                &e,
-            ));
-        }
-    };
-
-    let ts = transfer_syntax.clone();
-    let (parsed, staged) =
-        tokio::task::spawn_blocking(move || (store::parse_header(&staged, &ts), staged))
-            .await
-            .map_err(DicomWebError::internal)?;
-    let attributes = match parsed {
-        Ok(attributes) => attributes,
-        Err(e) => {
-            remove_quietly(&staged.path).await;
-            return Ok(store_failed(
-                state,
-                principal,
-                Some(sop_class),
-                Some(sop_instance),
-                &e,
-            ));
-        }
-    };
-    let mismatch = if attributes.sop_class_uid != sop_class
-        || attributes.sop_instance_uid != sop_instance
-    {
-        Some("data set SOP Class/Instance UID differ from the file meta information".to_string())
-    } else if validate_uid(&attributes.study_instance_uid).is_err()
-        || validate_uid(&attributes.series_instance_uid).is_err()
-    {
-        Some("data set lacks a valid Study or Series Instance UID".to_string())
-    } else if target_study.is_some_and(|t| t != attributes.study_instance_uid) {
-        Some("instance belongs to another study than the one in the request path".to_string())
-    } else {
-        None
-    };
-    if let Some(why) = mismatch {
-        remove_quietly(&staged.path).await;
-        count_failure(state, principal, "mismatch");
-        return Ok(failed(
-            Some(sop_class),
-            Some(sop_instance),
-            status::ERROR_DATA_SET_MISMATCH,
-            why,
-        ));
-    }
-
-    let modality = modality_label(attributes.modality.as_deref());
-    let (study, series) = (
-        attributes.study_instance_uid.clone(),
-        attributes.series_instance_uid.clone(),
-    );
-    let scanner = state.metrics.performance.scanner_label(
-        attributes.manufacturer.as_deref(),
-        attributes.manufacturer_model_name.as_deref(),
-    );
-    let provenance = Provenance {
-        site: principal.site.clone(),
-        calling_ae: format!("token:{}", principal.token_id),
-        protocol: "stow",
-        transfer_syntax_uid: transfer_syntax,
-    };
-    match state
-        .store
-        .commit(staged, attributes, provenance, received_at)
-        .await
-    {
-        Ok(stored) => {
-            if stored.outcome != CommitOutcome::AlreadyStored {
-                let labels = [principal.site.as_str(), modality, "stow"];
-                state
-                    .metrics
-                    .ingest_instances
-                    .with_label_values(&labels)
-                    .inc();
-                state
-                    .metrics
-                    .ingest_bytes
-                    .with_label_values(&labels)
-                    .inc_by(stored.file_size);
-                state.metrics.performance.record_received(
-                    &principal.site,
-                    modality,
-                    &scanner,
-                    stored.file_size,
-                );
+        match self.field.try_next().await {
+            Ok(Some(chunk)) => Ok(Some(chunk)),
+            Ok(None) => {
+                self.ended = true;
+                Ok(None)
             }
-            Ok(PartOutcome::Stored {
-                sop_class,
-                sop_instance,
-                study,
-                series,
-            })
+            Err(e) => {
+                self.ended = true;
+                Err(self.limits.multipart_error(e))
+            }
         }
-        Err(e) => Ok(store_failed(
-            state,
-            principal,
-            Some(sop_class),
-            Some(sop_instance),
-            &e,
-        )),
+    }
+
+    async fn drain(&mut self) -> Result<(), DicomWebError> {
+        while self.next_chunk().await?.is_some() {}
+        Ok(())
     }
 }
 
@@ -502,16 +534,6 @@ fn locate_meta(head: &[u8]) -> MetaScan {
     }
 }
 
-async fn drain(field: &mut Field, limit: u64) -> Result<(), DicomWebError> {
-    while field
-        .try_next()
-        .await
-        .map_err(multipart_error(limit))?
-        .is_some()
-    {}
-    Ok(())
-}
-
 fn failed(
     sop_class: Option<String>,
     sop_instance: Option<String>,
@@ -528,33 +550,16 @@ fn failed(
 }
 
 fn store_failed(
-    state: &DicomwebState,
-    principal: &Principal,
     sop_class: Option<String>,
     sop_instance: Option<String>,
     error: &StoreError,
 ) -> PartOutcome {
-    count_failure(state, principal, error.as_label());
     failed(
         sop_class,
         sop_instance,
         store_error_status(error),
         error.to_string(),
     )
-}
-
-fn count_failure(state: &DicomwebState, principal: &Principal, reason: &str) {
-    state
-        .metrics
-        .ingest_failures
-        .with_label_values(&[principal.site.as_str(), reason])
-        .inc();
-}
-
-async fn remove_quietly(path: &std::path::Path) {
-    if let Err(e) = tokio::fs::remove_file(path).await {
-        tracing::warn!(error = %e, "cannot remove refused temp file");
-    }
 }
 
 /// The PS3.18 10.5.3 response body and status.
@@ -623,16 +628,37 @@ fn respond(req: &HttpRequest, outcomes: &[PartOutcome]) -> HttpResponse {
         (false, false) => HttpResponse::Accepted(),
         (true, _) => HttpResponse::Conflict(),
     };
-    // Why each instance failed, for people (PS3.18 8.10.3 Warning header).
-    for (i, outcome) in outcomes.iter().enumerate() {
-        if let PartOutcome::Failed { reason, why, .. } = outcome {
-            let text = format!("part {}: {reason:#06x} {why}", i + 1)
-                .replace(['"', '\\', '\r', '\n'], " ");
-            if let Ok(value) =
-                header::HeaderValue::from_str(&format!("299 dicom-gateway \"{text}\""))
-            {
-                response.append_header((header::WARNING, value));
-            }
+    // Why instances failed, for people (PS3.18 8.10.3 Warning header). The
+    // body lists every failure; the headers stop at a few, since clients
+    // refuse responses with hundreds of header lines.
+    let failures: Vec<(usize, u16, &str)> = outcomes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, outcome)| match outcome {
+            PartOutcome::Failed { reason, why, .. } => Some((i + 1, *reason, why.as_str())),
+            PartOutcome::Stored { .. } => None,
+        })
+        .collect();
+    let mut warnings: Vec<String> = failures
+        .iter()
+        .take(MAX_WARNING_HEADERS - 1)
+        .map(|(part, reason, why)| format!("part {part}: {reason:#06x} {why}"))
+        .collect();
+    match failures.len() {
+        n if n == MAX_WARNING_HEADERS => {
+            let (part, reason, why) = failures[n - 1];
+            warnings.push(format!("part {part}: {reason:#06x} {why}"));
+        }
+        n if n > MAX_WARNING_HEADERS => warnings.push(format!(
+            "{} more instances failed; FailedSOPSequence (0008,1198) in the body lists them all",
+            n - (MAX_WARNING_HEADERS - 1)
+        )),
+        _ => {}
+    }
+    for text in warnings {
+        let text = text.replace(['"', '\\', '\r', '\n'], " ");
+        if let Ok(value) = header::HeaderValue::from_str(&format!("299 dicom-gateway \"{text}\"")) {
+            response.append_header((header::WARNING, value));
         }
     }
     response
@@ -673,3 +699,7 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+#[path = "stow_fuzz.rs"]
+mod fuzz;

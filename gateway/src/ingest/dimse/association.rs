@@ -2,7 +2,6 @@
 //! releases or aborts. Generic over the byte stream, so DICOM TLS reuses it.
 
 use std::collections::HashMap;
-use std::time::Instant as StdInstant;
 
 use bytes::BytesMut;
 use dicom_ul::Pdu;
@@ -17,8 +16,7 @@ use super::command::{DimseCommand, Response, command_field};
 use super::status::{self, store_error_status};
 use super::wire::{Incoming, PdvHeader, Wire, WireError};
 use crate::store::uid::validate_uid;
-use crate::store::{self, CommitOutcome, Provenance, StagingFile, StoreError};
-use crate::telemetry::modality_label;
+use crate::store::{self, Announced, Provenance, StagingFile, StoreError};
 
 /// Largest command set we accept; real ones are a few hundred bytes.
 const MAX_COMMAND_BYTES: usize = 64 * 1024;
@@ -296,104 +294,25 @@ impl Session<'_> {
             Ok(staging) => staging,
             Err(e) => return Ok(self.store_failed(&e)),
         };
-        let received_at = StdInstant::now();
-        let staged = match staging.finish().await {
-            Ok(staged) => staged,
-            Err(e) => return Ok(self.store_failed(&e)),
+        let announced = Announced {
+            sop_class_uid: sop_class_uid.to_string(),
+            sop_instance_uid: sop_instance_uid.to_string(),
+            study_instance_uid: None,
+            source: "command",
         };
-        let synced_at = StdInstant::now();
-
-        let (parsed, staged) = {
-            let transfer_syntax = context.transfer_syntax.clone();
-            tokio::task::spawn_blocking(move || {
-                (store::parse_header(&staged, &transfer_syntax), staged)
-            })
-            .await
-            .map_err(|e| {
-                WireError::Io(std::io::Error::other(format!(
-                    "header parser panicked: {e}"
-                )))
-            })?
-        };
-        // A "data set" with neither SOP UID is not one we understand at all
-        // (garbage can parse as a few odd elements): 0xC000, not 0xA900.
-        let parsed = parsed.and_then(|attributes| {
-            if attributes.sop_class_uid.is_empty() && attributes.sop_instance_uid.is_empty() {
-                Err(StoreError::Unreadable(
-                    "no SOP Class or SOP Instance UID in the data set".into(),
-                ))
-            } else {
-                Ok(attributes)
-            }
-        });
-        let attributes = match parsed {
-            Ok(attributes) => attributes,
-            Err(e) => {
-                remove_staged(&staged.path).await;
-                return Ok(self.store_failed(&e));
-            }
-        };
-        if let Some(mismatch) = mismatch(&attributes, sop_class_uid, sop_instance_uid) {
-            remove_staged(&staged.path).await;
-            return Ok(self.refused(
-                (status::ERROR_DATA_SET_MISMATCH, Some(mismatch.to_string())),
-                "mismatch",
-            ));
-        }
-
-        let parsed_at = StdInstant::now();
-        let modality = modality_label(attributes.modality.as_deref());
-        let scanner = self.ctx.metrics.performance.scanner_label(
-            attributes.manufacturer.as_deref(),
-            attributes.manufacturer_model_name.as_deref(),
-        );
         let provenance = Provenance {
             site: self.site.to_string(),
             calling_ae: self.calling_ae.to_string(),
             protocol: "dimse",
             transfer_syntax_uid: context.transfer_syntax.clone(),
         };
-        match self
-            .ctx
-            .store
-            .commit(staged, attributes, provenance, received_at)
-            .await
-        {
-            Ok(stored) => {
-                if stored.outcome != CommitOutcome::AlreadyStored {
-                    let labels = [self.site, modality, "dimse"];
-                    self.ctx
-                        .metrics
-                        .ingest_instances
-                        .with_label_values(&labels)
-                        .inc();
-                    self.ctx
-                        .metrics
-                        .ingest_bytes
-                        .with_label_values(&labels)
-                        .inc_by(stored.file_size);
-                    self.ctx.metrics.performance.record_received(
-                        self.site,
-                        modality,
-                        &scanner,
-                        stored.file_size,
-                    );
-                }
-                tracing::debug!(
-                    outcome = ?stored.outcome,
-                    bytes = stored.file_size,
-                    modality,
-                    fsync_us = (synced_at - received_at).as_micros() as u64,
-                    parse_us = (parsed_at - synced_at).as_micros() as u64,
-                    commit_us = parsed_at.elapsed().as_micros() as u64,
-                    "instance stored"
-                );
-                Ok((status::SUCCESS, None))
-            }
-            Err(e) => Ok(self.store_failed(&e)),
+        match self.ctx.store.accept(staging, &announced, provenance).await {
+            Ok(_) => Ok((status::SUCCESS, None)),
+            Err(e) => Ok(self.answer_failure(&e)),
         }
     }
 
+    /// A failure before [`Store::accept`](crate::store::Store::accept): counted here, since accept never saw it.
     fn store_failed(&self, error: &StoreError) -> (u16, Option<String>) {
         self.refused(
             (store_error_status(error), Some(error.to_string())),
@@ -401,47 +320,32 @@ impl Session<'_> {
         )
     }
 
+    /// A failure from [`Store::accept`](crate::store::Store::accept), which has counted it already.
+    fn answer_failure(&self, error: &StoreError) -> (u16, Option<String>) {
+        let answer = (store_error_status(error), Some(error.to_string()));
+        log_refusal(&answer, error.as_label());
+        answer
+    }
+
     fn refused(
         &self,
         answer: (u16, Option<String>),
         reason: &'static str,
     ) -> (u16, Option<String>) {
-        self.ctx
-            .metrics
-            .ingest_failures
-            .with_label_values(&[self.site, reason])
-            .inc();
-        tracing::warn!(
-            status = format!("{:#06x}", answer.0),
-            reason,
-            comment = answer.1.as_deref().unwrap_or(""),
-            "C-STORE refused"
-        );
+        self.ctx.store.count_refusal(self.site, reason);
+        log_refusal(&answer, reason);
         answer
     }
 }
 
-/// Checks the data set against its command (PS3.4 B.2.3: 0xA900 family).
-fn mismatch(
-    attributes: &store::IndexedAttributes,
-    sop_class: &str,
-    sop_instance: &str,
-) -> Option<&'static str> {
-    if attributes.sop_class_uid != sop_class {
-        return Some("data set SOP Class UID differs from the command");
-    }
-    if attributes.sop_instance_uid != sop_instance {
-        return Some("data set SOP Instance UID differs from the command");
-    }
-    if validate_uid(&attributes.study_instance_uid).is_err() {
-        return Some("data set lacks a valid Study Instance UID");
-    }
-    if validate_uid(&attributes.series_instance_uid).is_err() {
-        return Some("data set lacks a valid Series Instance UID");
-    }
-    None
+fn log_refusal(answer: &(u16, Option<String>), reason: &str) {
+    tracing::warn!(
+        status = format!("{:#06x}", answer.0),
+        reason,
+        comment = answer.1.as_deref().unwrap_or(""),
+        "C-STORE refused"
+    );
 }
-
 /// Reads the rest of a command set (it may span several PDVs).
 async fn read_command<S>(wire: &mut Wire<'_, S>, first: PdvHeader) -> Result<BytesMut, WireError>
 where
@@ -531,11 +435,5 @@ where
             "release requested in the middle of a message",
         )),
         Incoming::Aborted => Err(WireError::Closed),
-    }
-}
-
-async fn remove_staged(path: &std::path::Path) {
-    if let Err(e) = tokio::fs::remove_file(path).await {
-        tracing::warn!(error = %e, "cannot remove refused temp file");
     }
 }
