@@ -701,5 +701,4 @@ mod tests {
 }
 
 #[cfg(test)]
-#[path = "stow_fuzz.rs"]
 mod fuzz;
