@@ -8,6 +8,7 @@ use actix_web::http::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use bytes::Bytes;
 use proptest::prelude::*;
 
+use super::part::{MetaScan, PREAMBLE, locate_meta};
 use super::*;
 
 const BOUNDARY: &str = "fuzzboundary";
