@@ -19,6 +19,7 @@ mod error;
 mod file;
 mod metrics;
 mod pdata;
+mod pool;
 mod queue;
 mod scu;
 mod status;
@@ -27,6 +28,7 @@ mod worker;
 pub use config::{Destination, RawDestination, RawRetryPolicy, RetryPolicy, validate};
 pub use error::{Disposition, Fault, ForwardError};
 pub use file::PreparedInstance;
+pub use pool::DestinationChanges;
 pub(crate) use queue::create_schema;
 pub use queue::{
     DeliveryFilter, DeliveryQueue, DeliveryRecord, DeliveryState, NewDelivery, QueueError,
