@@ -11,7 +11,10 @@
 //! ([`ForwardError::disposition`]). Delivered and dead-lettered exports are
 //! audited in the same transaction as the state change. Delivery is at
 //! least once: a crash between the destination's answer and our commit
-//! sends the instance again, which a PACS treats as a duplicate.
+//! sends the instance again, which a PACS treats as a duplicate. The
+//! destinations in force change on an admin reload
+//! ([`EgressHandle::apply_destinations`], one task per destination in
+//! `pool`).
 
 mod command;
 mod config;
