@@ -191,6 +191,8 @@ struct ConfigArgs {
 }
 
 impl ConfigArgs {
+    /// The configuration and every file it names (certificates, models,
+    /// routes), all problems at once.
     fn load(&self) -> Result<config::GatewayConfig, config::ConfigError> {
         let overrides = CliOverrides {
             data_dir: self.data_dir.clone(),
@@ -199,7 +201,7 @@ impl ConfigArgs {
             metrics_addr: self.metrics_addr,
             admin_addr: self.admin_addr,
         };
-        config::load(self.config.as_deref(), &overrides)
+        config::load_checked(self.config.as_deref(), &overrides)
     }
 }
 

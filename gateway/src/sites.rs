@@ -3,10 +3,12 @@
 //! A site owns calling AE titles and, optionally, the peer addresses they may
 //! connect from. Both DIMSE ingest and (later) DICOMweb resolve a peer to a
 //! site here, so the site name is the one bounded label that metrics, the
-//! index and routing share.
+//! index and routing share. [`SharedSites`] is the registry in force, which
+//! an admin reload replaces without a restart.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::config::{GatewayConfig, SiteConfig};
 
@@ -91,6 +93,30 @@ impl SiteRegistry {
     }
 }
 
+/// The registry in force, shared by every listener. A reload swaps in a
+/// whole new registry at once, so a negotiation sees either the old sites or
+/// the new ones, never a mix. Cheap to clone; every clone sees the same
+/// registry.
+#[derive(Debug, Clone)]
+pub struct SharedSites(Arc<RwLock<Arc<SiteRegistry>>>);
+
+impl SharedSites {
+    pub fn new(registry: SiteRegistry) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(registry))))
+    }
+
+    /// The registry in force. Hold the `Arc` for one negotiation, not
+    /// longer, so the next one sees a reload.
+    pub fn current(&self) -> Arc<SiteRegistry> {
+        Arc::clone(&self.0.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Puts `registry` in force for every negotiation that starts from now.
+    pub fn replace(&self, registry: SiteRegistry) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(registry);
+    }
+}
+
 fn site_allows(site: &SiteConfig, peer: IpAddr) -> bool {
     let peer = canonical(peer);
     site.allowed_peers.is_empty() || site.allowed_peers.iter().any(|net| net.contains(&peer))
@@ -164,6 +190,34 @@ mod tests {
         assert_eq!(
             r.resolve("CT-NORTH", "GATEWAY", outside),
             Err(SiteRejection::AddressNotAllowed)
+        );
+    }
+
+    #[test]
+    fn a_replaced_registry_applies_to_the_next_lookup_only() {
+        let shared = SharedSites::new(registry(""));
+        let peer: IpAddr = "10.1.2.3".parse().unwrap();
+        let before = shared.current();
+        let config = load_from_str(
+            "[[sites]]\nname = \"south\"\nae_titles = [\"CT-SOUTH\"]\n",
+            Vec::<(String, String)>::new(),
+            &CliOverrides::default(),
+        )
+        .unwrap();
+        shared.replace(SiteRegistry::from_config(&config));
+        let after = shared.current();
+        assert_eq!(
+            after.resolve("CT-SOUTH", "GATEWAY", peer),
+            Ok("south".into())
+        );
+        assert_eq!(
+            after.resolve("CT-NORTH", "GATEWAY", peer),
+            Err(SiteRejection::UnknownCallingAe)
+        );
+        // A negotiation holding the old registry finishes on it.
+        assert_eq!(
+            before.resolve("CT-NORTH", "GATEWAY", peer),
+            Ok("north".into())
         );
     }
 

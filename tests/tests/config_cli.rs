@@ -2,12 +2,17 @@
 
 use std::process::Command;
 
-use gateway_e2e::gateway_binary;
+use gateway_e2e::{gateway_binary, repo_models_dir};
+
+/// The embedded default names `models` relative to the working directory
+/// (checked to exist): point it at the repository's.
+const MODELS_DIR_VAR: &str = "DICOM_GATEWAY__PIPELINE__MODELS_DIR";
 
 #[test]
 fn check_config_prints_the_effective_embedded_default() {
     let out = Command::new(gateway_binary())
         .args(["check-config", "--dimse-addr", "127.0.0.1:4104"])
+        .env(MODELS_DIR_VAR, repo_models_dir())
         .output()
         .unwrap();
     assert!(
@@ -58,6 +63,7 @@ fn environment_overrides_apply() {
         .arg("check-config")
         .env("DICOM_GATEWAY__STORE__DUPLICATE_POLICY", "replace")
         .env("DICOM_GATEWAY__DIMSE__MAX_ASSOCIATIONS", "3")
+        .env(MODELS_DIR_VAR, repo_models_dir())
         .output()
         .unwrap();
     assert!(

@@ -182,7 +182,7 @@ pub fn audit_table(body: &Value) -> String {
     out
 }
 
-/// A reload's report.
+/// A reload's report: what is in force now, what waits for a restart.
 pub fn reload_report(body: &Value) -> String {
     let report = &body["report"];
     let list = |v: &Value| {
@@ -193,13 +193,41 @@ pub fn reload_report(body: &Value) -> String {
             items.join(", ")
         }
     };
-    format!(
-        "configuration reloaded: {} routes, {} model versions; unloaded: {}; needs a restart to apply: {}\n",
+    let mut out = format!(
+        "configuration reloaded: {} routes, {} model versions; unloaded: {}
+         applied now: {}
+         needs a restart to apply: {}
+",
         text(&report["routes"]),
         text(&report["models"]),
         list(&report["unloaded"]),
+        list(&report["applied"]),
         list(&report["restart_required"]),
-    )
+    );
+    let destinations = &report["destinations"];
+    if destinations.is_object() {
+        out.push_str(&format!(
+            "destinations: added {}; removed {}; changed {}
+",
+            list(&destinations["added"]),
+            list(&destinations["removed"]),
+            list(&destinations["changed"]),
+        ));
+        for (name, n) in destinations["pending_on_removed"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            out.push_str(&format!(
+                "  {name}: {} pending deliveries stay queued until it is configured again\n",
+                text(n)
+            ));
+        }
+    }
+    for note in report["notes"].as_array().into_iter().flatten() {
+        out.push_str(&format!("note: {}\n", text(note)));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -275,5 +303,31 @@ mod tests {
         let table = audit_table(&body);
         assert!(table.contains("ct: false positives"), "{table}");
         assert!(table.contains("{\"model\":\"ct\"}"), "{table}");
+    }
+
+    #[test]
+    fn reload_report_names_what_applies_and_what_waits_for_a_restart() {
+        let body = json!({ "reloaded": true, "report": {
+            "routes": 2, "models": 3, "unloaded": [],
+            "applied": ["destinations", "sites"], "restart_required": ["drift", "store"],
+            "notes": ["logging.level: RUST_LOG is set"],
+            "destinations": {"added": ["pacs-b"], "removed": ["pacs-a"], "changed": [],
+                             "pending_on_removed": {"pacs-a": 4}}
+        }});
+        let text = reload_report(&body);
+        assert!(text.contains("applied now: destinations, sites"), "{text}");
+        assert!(
+            text.contains("needs a restart to apply: drift, store"),
+            "{text}"
+        );
+        assert!(
+            text.contains("added pacs-b; removed pacs-a; changed none"),
+            "{text}"
+        );
+        assert!(text.contains("pacs-a: 4 pending deliveries"), "{text}");
+        assert!(
+            text.contains("note: logging.level: RUST_LOG is set"),
+            "{text}"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The operator's handle on the running pipeline, behind the admin API:
 //! route state actions (checked, persisted, audited), live views of routes,
-//! circuits and models, and reload. Everything here takes effect without a
-//! restart; nothing here talks HTTP.
+//! circuits and models, and reload (in `reload`). Everything here takes
+//! effect without a restart; nothing here talks HTTP.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,13 +10,15 @@ use serde::Serialize;
 
 use crate::audit::{self, AuditEntry};
 use crate::config::GatewayConfig;
+use crate::egress::EgressHandle;
 use crate::infer::{CircuitRegistry, CircuitSnapshot, CircuitState};
 use crate::jobs::{LoadedSummary, ModelCache, ModelHealth};
 use crate::models::{ModelId, ModelRepository};
 use crate::route::{
-    Deployment, OperatorRequest, RouteCommand, RouteState, RouteStateStore, RouteTable,
-    RoutesHandle, StateError, effective_model,
+    Deployment, OperatorRequest, RouteCommand, RouteState, RouteStateStore, RoutesHandle,
+    StateError, effective_model,
 };
+use crate::sites::SharedSites;
 use crate::telemetry::Metrics;
 
 pub use super::route_health::route_health;
@@ -30,8 +32,16 @@ pub struct Control {
     pub metrics: Metrics,
     /// The index database (audit trail).
     pub index_path: PathBuf,
-    /// The configuration in force, for reload to compare against.
+    /// The configuration the process started with: what every setting a
+    /// reload cannot apply still comes from.
     pub config: GatewayConfig,
+    /// The sites DIMSE negotiation checks; a reload replaces them.
+    pub sites: SharedSites,
+    /// The forwarding queue; a reload changes its destinations.
+    pub egress: EgressHandle,
+    /// What reload compares a new configuration with; held for a whole
+    /// reload, so two cannot interleave.
+    pub in_force: tokio::sync::Mutex<super::reload::InForce>,
 }
 
 /// One route as an operator sees it: configuration, state, what serves now.
@@ -76,22 +86,6 @@ pub struct ChainStepView {
     /// Its last load failure or health probe.
     pub health: ModelHealth,
 }
-
-/// What a reload changed.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReloadReport {
-    pub routes: usize,
-    pub models: usize,
-    pub unloaded: Vec<String>,
-    /// Settings that differ from the running ones but only apply at the
-    /// next start (listeners, data directory, …).
-    pub restart_required: Vec<String>,
-}
-
-/// A reload refused: nothing changed.
-#[derive(Debug, thiserror::Error)]
-#[error("reload refused ({} problem{}): {}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.join("; "))]
-pub struct ReloadRefused(pub Vec<String>);
 
 impl Control {
     /// Applies one operator action: checked against the routes and models
@@ -206,96 +200,6 @@ impl Control {
         }
     }
 
-    /// Re-reads the configuration file and validates all of it, rescans
-    /// the model repository and checks the routes file against it; only if
-    /// everything passes do the new models and routes go into force. A
-    /// refused reload changes nothing and says why. Both outcomes are
-    /// audited under `actor`.
-    pub async fn reload(self: &Arc<Self>, actor: &str) -> Result<ReloadReport, ReloadRefused> {
-        let outcome = self.try_reload().await;
-        let detail = match &outcome {
-            Ok(report) => serde_json::json!({ "outcome": "reloaded", "report": report }),
-            Err(refused) => serde_json::json!({ "outcome": "refused", "problems": refused.0 }),
-        };
-        let action = if outcome.is_ok() {
-            "config.reload"
-        } else {
-            "config.reload_refused"
-        };
-        if let Err(e) = self.audit(actor, action, detail).await {
-            tracing::error!(error = %e, "cannot audit a reload");
-        }
-        match &outcome {
-            Ok(report) => tracing::info!(actor, ?report, "configuration reloaded"),
-            Err(refused) => {
-                tracing::warn!(actor, problems = ?refused.0, "configuration reload refused; the running configuration stays")
-            }
-        }
-        outcome
-    }
-
-    async fn try_reload(&self) -> Result<ReloadReport, ReloadRefused> {
-        let running = &self.config;
-        let source = running.source.clone();
-        let cli = running.cli.clone();
-        let fresh =
-            tokio::task::spawn_blocking(move || crate::config::load(source.as_deref(), &cli))
-                .await
-                .map_err(|e| ReloadRefused(vec![format!("reload task: {e}")]))?
-                .map_err(|e| ReloadRefused(e.0))?;
-        let restart_required = restart_required(running, &fresh);
-
-        let models_dir = running.pipeline.models_dir.clone();
-        let repository = tokio::task::spawn_blocking(move || ModelRepository::open(&models_dir))
-            .await
-            .map_err(|e| ReloadRefused(vec![format!("reload task: {e}")]))?
-            .map_err(|e| ReloadRefused(vec![format!("model repository: {e}")]))?;
-        let mut problems: Vec<String> = repository
-            .invalid()
-            .iter()
-            .map(|m| format!("model {}: {}", m.dir.display(), m.problems.join("; ")))
-            .collect();
-        // The routes file as it is now, checked against the new models.
-        let table = match &running.pipeline.routes_file {
-            Some(path) => std::fs::read_to_string(path)
-                .map_err(|e| vec![format!("cannot read routes file {}: {e}", path.display())])
-                .and_then(|text| RouteTable::from_toml(&text).map_err(|e| e.problems())),
-            None => Ok(RouteTable::embedded_default()),
-        };
-        let destinations: Vec<String> = running
-            .destinations
-            .iter()
-            .map(|d| d.name.clone())
-            .collect();
-        match table {
-            Ok(table) => {
-                if let Err(e) = table.check(
-                    &|id| repository.get(&id.name, id.version).is_some(),
-                    &destinations,
-                ) {
-                    problems.extend(e.problems());
-                }
-            }
-            Err(p) => problems.extend(p),
-        }
-        if !problems.is_empty() {
-            return Err(ReloadRefused(problems));
-        }
-        let models = repository.entries().len();
-        let unloaded = self.models.replace_repository(Arc::new(repository)).await;
-        let routes = match self.routes.reload_now() {
-            Ok(_) => self.routes.current().routes().len(),
-            // Only if the file changed between the check and now.
-            Err(e) => return Err(ReloadRefused(e.problems())),
-        };
-        Ok(ReloadReport {
-            routes,
-            models,
-            unloaded: unloaded.iter().map(ToString::to_string).collect(),
-            restart_required,
-        })
-    }
-
     /// Appends one entry to the audit trail.
     pub async fn audit(
         &self,
@@ -361,27 +265,4 @@ fn without_canary(state: &RouteState) -> RouteState {
         canary: None,
         ..state.clone()
     }
-}
-
-/// Settings a reload cannot apply to a running process.
-fn restart_required(running: &GatewayConfig, fresh: &GatewayConfig) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut differs = |key: &str, changed: bool| {
-        if changed {
-            keys.push(key.to_string());
-        }
-    };
-    let (a, b) = (&running.effective, &fresh.effective);
-    differs("gateway", toml_of(&a.gateway) != toml_of(&b.gateway));
-    differs("dimse", toml_of(&a.dimse) != toml_of(&b.dimse));
-    differs("dicomweb", toml_of(&a.dicomweb) != toml_of(&b.dicomweb));
-    differs("metrics", toml_of(&a.metrics) != toml_of(&b.metrics));
-    differs("pipeline", toml_of(&a.pipeline) != toml_of(&b.pipeline));
-    differs("admin", toml_of(&a.admin) != toml_of(&b.admin));
-    differs("audit", toml_of(&a.audit) != toml_of(&b.audit));
-    keys
-}
-
-fn toml_of<T: Serialize>(value: &T) -> String {
-    toml::to_string(value).unwrap_or_default()
 }

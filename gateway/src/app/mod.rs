@@ -2,9 +2,11 @@
 
 mod control;
 mod pipeline;
+mod reload;
 mod route_health;
 
-pub use control::{ChainStepView, Control, ROUTE_STATUSES, ReloadRefused, ReloadReport, RouteView};
+pub use control::{ChainStepView, Control, ROUTE_STATUSES, RouteView};
+pub use reload::{APPLIED_LIVE, RESTART_SECTIONS, ReloadRefused, ReloadReport};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,7 +18,7 @@ use serde::Serialize;
 use crate::config::GatewayConfig;
 use crate::ingest::dicomweb::{DicomwebState, serve_dicomweb};
 use crate::ingest::dimse::{DimseContext, run_listener};
-use crate::sites::SiteRegistry;
+use crate::sites::{SharedSites, SiteRegistry};
 use crate::store::Store;
 use crate::telemetry::{Metrics, serve_metrics};
 
@@ -60,8 +62,10 @@ pub async fn run(config: GatewayConfig, shutdown: impl Future<Output = ()>) -> a
         Err(e) => tracing::warn!(error = %e, "drift state not restored; starting empty"),
     }
 
+    // One registry for DIMSE negotiation and for reload to replace.
+    let sites = SharedSites::new(SiteRegistry::from_config(&config));
     let pipeline = if config.pipeline.enabled {
-        Some(pipeline::start(&config, &store, &metrics).await?)
+        Some(pipeline::start(&config, &store, &metrics, &sites).await?)
     } else {
         tracing::info!("pipeline disabled: instances are stored and served only");
         None
@@ -144,7 +148,7 @@ pub async fn run(config: GatewayConfig, shutdown: impl Future<Output = ()>) -> a
     let ctx = Arc::new(DimseContext {
         ae_title: config.ae_title.clone(),
         config: config.dimse.clone(),
-        sites: Arc::new(SiteRegistry::from_config(&config)),
+        sites,
         store,
         metrics,
     });

@@ -14,6 +14,7 @@ use crate::infer::CircuitRegistry;
 use crate::jobs::{JobRunner, JobsNotifier, ModelCache, RunnerConfig, RunnerParts};
 use crate::models::ModelRepository;
 use crate::route::{RouteStateStore, RouteTable, RoutesError, RoutesHandle};
+use crate::sites::SharedSites;
 
 use super::Control;
 use crate::store::Store;
@@ -49,6 +50,7 @@ pub async fn start(
     config: &GatewayConfig,
     store: &Store,
     metrics: &Metrics,
+    sites: &SharedSites,
 ) -> anyhow::Result<Pipeline> {
     let settings = &config.pipeline;
     let repository = Arc::new(
@@ -77,16 +79,35 @@ pub async fn start(
         ModelCache::new(Arc::clone(&repository), settings.engine_settings())
             .with_audit(store.layout().index_path()),
     );
-    // Routes are checked against the repository in force, which an admin
-    // reload may replace.
+    let notifier = JobsNotifier::default();
+    let (shutdown, shutdown_rx) = watch::channel(false);
+
+    let queue = DeliveryQueue::open(&store.layout().index_path())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("cannot open the delivery queue")?;
+    let mut egress_stop = shutdown_rx.clone();
+    let (egress, egress_task) = Egress::spawn(
+        queue,
+        config.destinations.clone(),
+        config.egress_retry,
+        store.layout().root().to_path_buf(),
+        config.ae_title.clone(),
+        metrics.registry(),
+        async move {
+            let _ = egress_stop.wait_for(|stop| *stop).await;
+        },
+    )
+    .context("cannot start egress")?;
+    // Routes are checked against the repository and the destinations in
+    // force, which an admin reload may replace.
     let known = Arc::clone(&models);
-    let destination_names: Vec<String> =
-        config.destinations.iter().map(|d| d.name.clone()).collect();
+    let destinations = egress.clone();
     let validator = Arc::new(move |table: &RouteTable| -> Result<(), RoutesError> {
         let repository = known.repository();
         table.check(
             &|id| repository.get(&id.name, id.version).is_some(),
-            &destination_names,
+            &destinations.destination_names(),
         )
     });
     let routes = RoutesHandle::load(settings.routes_file.clone(), validator, metrics.registry())
@@ -130,6 +151,9 @@ pub async fn start(
         metrics: metrics.clone(),
         index_path: store.layout().index_path(),
         config: config.clone(),
+        sites: sites.clone(),
+        egress: egress.clone(),
+        in_force: tokio::sync::Mutex::new(super::reload::InForce::new(config)),
     });
     control.refresh_state_metrics();
     // Changes from the admin API and from other replicas (Redis sync) alike.
@@ -145,26 +169,6 @@ pub async fn start(
         }
     });
 
-    let notifier = JobsNotifier::default();
-    let (shutdown, shutdown_rx) = watch::channel(false);
-
-    let queue = DeliveryQueue::open(&store.layout().index_path())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("cannot open the delivery queue")?;
-    let mut egress_stop = shutdown_rx.clone();
-    let (egress, egress_task) = Egress::spawn(
-        queue,
-        config.destinations.clone(),
-        config.egress_retry,
-        store.layout().root().to_path_buf(),
-        config.ae_title.clone(),
-        metrics.registry(),
-        async move {
-            let _ = egress_stop.wait_for(|stop| *stop).await;
-        },
-    )
-    .context("cannot start egress")?;
     let runner = JobRunner::new(
         RunnerConfig {
             workers: settings.workers,

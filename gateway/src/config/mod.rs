@@ -9,6 +9,7 @@
 mod admin;
 mod drift;
 mod env;
+mod files;
 mod pipeline;
 mod raw;
 mod validate;
@@ -22,6 +23,7 @@ use ipnet::IpNet;
 pub use admin::{AdminConfig, AuditConfig, DEFAULT_ADMIN_LISTEN, RawAdmin, RawAudit};
 pub use drift::{DriftConfig, RawDrift};
 pub use env::ENV_PREFIX;
+pub use files::check_files;
 pub use pipeline::{PipelineConfig, RawPipeline};
 pub use raw::RawConfig;
 pub use validate::{check_ae_title, check_label_name};
@@ -156,14 +158,15 @@ pub struct ConfigError(pub Vec<String>);
 /// Reads `path` (or the embedded default), applies the process environment
 /// and `cli`, and validates.
 pub fn load(path: Option<&Path>, cli: &CliOverrides) -> Result<GatewayConfig, ConfigError> {
-    let text = match path {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(vec![format!("cannot read {}: {e}", path.display())]))?,
-        None => EMBEDDED_DEFAULT.to_string(),
-    };
-    let mut config = load_from_str(&text, std::env::vars(), cli)?;
-    config.source = path.map(Path::to_path_buf);
-    Ok(config)
+    load_file(path, cli, Files::Unchecked)
+}
+
+/// [`load`], and every file the configuration names exists and parses
+/// ([`check_files`]), all problems reported together. What `check-config`,
+/// `serve` and a reload use; commands that only need the data directory
+/// use [`load`].
+pub fn load_checked(path: Option<&Path>, cli: &CliOverrides) -> Result<GatewayConfig, ConfigError> {
+    load_file(path, cli, Files::Checked)
 }
 
 /// [`load`] without touching the file system or the real environment.
@@ -171,6 +174,37 @@ pub fn load_from_str(
     text: &str,
     vars: impl IntoIterator<Item = (String, String)>,
     cli: &CliOverrides,
+) -> Result<GatewayConfig, ConfigError> {
+    load_text(text, vars, cli, Files::Unchecked)
+}
+
+/// Whether to look at the files the configuration names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Files {
+    Checked,
+    Unchecked,
+}
+
+fn load_file(
+    path: Option<&Path>,
+    cli: &CliOverrides,
+    files: Files,
+) -> Result<GatewayConfig, ConfigError> {
+    let text = match path {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(vec![format!("cannot read {}: {e}", path.display())]))?,
+        None => EMBEDDED_DEFAULT.to_string(),
+    };
+    let mut config = load_text(&text, std::env::vars(), cli, files)?;
+    config.source = path.map(Path::to_path_buf);
+    Ok(config)
+}
+
+fn load_text(
+    text: &str,
+    vars: impl IntoIterator<Item = (String, String)>,
+    cli: &CliOverrides,
+    files: Files,
 ) -> Result<GatewayConfig, ConfigError> {
     let mut tree: toml::Table = text
         .parse()
@@ -188,13 +222,16 @@ pub fn load_from_str(
     })?;
     problems.extend(unknown);
 
-    match validate::validate(raw, cli) {
-        Ok(config) if problems.is_empty() => Ok(config),
-        Ok(_) => Err(ConfigError(problems)),
-        Err(ConfigError(more)) => {
-            problems.extend(more);
-            Err(ConfigError(problems))
-        }
+    let (config, invalid) = validate::validate(raw, cli);
+    problems.extend(invalid);
+    if files == Files::Checked {
+        // Also when values are bad: the operator sees every problem at once.
+        problems.extend(check_files(&config));
+    }
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError(problems))
     }
 }
 

@@ -9,8 +9,8 @@ use ipnet::IpNet;
 
 use super::raw::RawConfig;
 use super::{
-    CliOverrides, ConfigError, DicomwebConfig, DimseConfig, DuplicatePolicy, GatewayConfig,
-    LoggingConfig, MetricsConfig, SiteConfig, StoreConfig, TlsFiles,
+    CliOverrides, DicomwebConfig, DimseConfig, DuplicatePolicy, GatewayConfig, LoggingConfig,
+    MetricsConfig, SiteConfig, StoreConfig, TlsFiles,
 };
 
 /// Smallest and largest max PDU we allow an operator to configure (bytes).
@@ -99,7 +99,10 @@ pub fn check_label_name(value: &str) -> Result<(), &'static str> {
     }
 }
 
-pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> Result<GatewayConfig, ConfigError> {
+/// The typed configuration and every problem found. With problems, the
+/// configuration holds placeholders where values were bad: use it only to
+/// look for more problems (the files it names), never to run.
+pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> (GatewayConfig, Vec<String>) {
     let mut p = Problems(Vec::new());
     let mut effective = raw.clone();
 
@@ -228,36 +231,33 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> Result<GatewayConf
         effective.cache.redis.password = crate::cache::REDACTED.into();
     }
 
-    if p.0.is_empty() {
-        Ok(GatewayConfig {
-            ae_title: raw.gateway.ae_title.clone(),
-            data_dir,
-            shutdown_grace,
-            dimse,
-            dicomweb,
-            store,
-            metrics: MetricsConfig {
-                listen: metrics_listen,
-            },
-            logging: LoggingConfig {
-                json,
-                level: raw.logging.level.clone(),
-            },
-            sites,
-            pipeline,
-            destinations,
-            egress_retry: retry,
-            drift,
-            admin,
-            audit,
-            cache,
-            effective,
-            source: None,
-            cli: cli.clone(),
-        })
-    } else {
-        Err(ConfigError(p.0))
-    }
+    let config = GatewayConfig {
+        ae_title: raw.gateway.ae_title.clone(),
+        data_dir,
+        shutdown_grace,
+        dimse,
+        dicomweb,
+        store,
+        metrics: MetricsConfig {
+            listen: metrics_listen,
+        },
+        logging: LoggingConfig {
+            json,
+            level: raw.logging.level.clone(),
+        },
+        sites,
+        pipeline,
+        destinations,
+        egress_retry: retry,
+        drift,
+        admin,
+        audit,
+        cache,
+        effective,
+        source: None,
+        cli: cli.clone(),
+    };
+    (config, p.0)
 }
 
 fn validate_sites(raw: &RawConfig, p: &mut Problems) -> Vec<SiteConfig> {

@@ -11,7 +11,10 @@
 //! ([`ForwardError::disposition`]). Delivered and dead-lettered exports are
 //! audited in the same transaction as the state change. Delivery is at
 //! least once: a crash between the destination's answer and our commit
-//! sends the instance again, which a PACS treats as a duplicate.
+//! sends the instance again, which a PACS treats as a duplicate. The
+//! destinations in force change on an admin reload
+//! ([`EgressHandle::apply_destinations`], one task per destination in
+//! `pool`).
 
 mod command;
 mod config;
@@ -19,6 +22,7 @@ mod error;
 mod file;
 mod metrics;
 mod pdata;
+mod pool;
 mod queue;
 mod scu;
 mod status;
@@ -27,6 +31,7 @@ mod worker;
 pub use config::{Destination, RawDestination, RawRetryPolicy, RetryPolicy, validate};
 pub use error::{Disposition, Fault, ForwardError};
 pub use file::PreparedInstance;
+pub use pool::DestinationChanges;
 pub(crate) use queue::create_schema;
 pub use queue::{
     DeliveryFilter, DeliveryQueue, DeliveryRecord, DeliveryState, NewDelivery, QueueError,

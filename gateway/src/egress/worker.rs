@@ -5,7 +5,6 @@
 //! goes out at once), and every [`POLL_INTERVAL`] otherwise (so retries come
 //! due, and rows left pending by a restart go out).
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,9 +12,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use prometheus::Registry;
 use tokio::sync::{Notify, watch};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 use super::metrics::EgressMetrics;
+use super::pool::{DestinationChanges, Spawner, WorkerPool};
 use super::{
     DeliveryFilter, DeliveryQueue, DeliveryRecord, DeliveryState, Destination, Disposition,
     ForwardAssociation, ForwardError, NewDelivery, PreparedInstance, QueueError, RetryPolicy,
@@ -32,7 +32,8 @@ pub struct Egress;
 impl Egress {
     /// Spawns one task per destination; they stop when `shutdown` completes
     /// (an association in flight is dropped: its rows stay pending and are
-    /// sent again after restart). The returned handle enqueues and queries.
+    /// sent again after restart). The returned handle enqueues, queries and
+    /// changes the destinations in force.
     pub fn spawn(
         queue: DeliveryQueue,
         destinations: Vec<Destination>,
@@ -44,48 +45,41 @@ impl Egress {
     ) -> Result<(EgressHandle, JoinHandle<()>), prometheus::Error> {
         let metrics = EgressMetrics::register(registry)?;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut wakers = HashMap::new();
-        let mut tasks = JoinSet::new();
-        for destination in destinations {
-            let wake = Arc::new(Notify::new());
-            wakers.insert(destination.name.clone(), Arc::clone(&wake));
-            let worker = DestinationWorker {
-                queue: queue.clone(),
-                calling_ae: destination.calling_ae(&gateway_ae).to_string(),
-                destination,
-                policy,
-                data_dir: data_dir.clone(),
-                metrics: metrics.clone(),
-            };
-            tasks.spawn(worker.run(wake, stop_rx.clone()));
-        }
+        let spawner = Spawner {
+            queue: queue.clone(),
+            policy,
+            data_dir,
+            gateway_ae,
+            metrics,
+            stop: stop_rx,
+        };
+        let pool = Arc::new(WorkerPool::start(spawner, destinations));
+        let stopping = Arc::clone(&pool);
         let join = tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
-            while tasks.join_next().await.is_some() {}
+            futures::future::join_all(stopping.take_tasks()).await;
         });
-        let handle = EgressHandle {
-            queue,
-            wakers: Arc::new(wakers),
-        };
-        Ok((handle, join))
+        Ok((EgressHandle { queue, pool }, join))
     }
 }
 
-/// What the rest of the gateway holds: enqueue results, query the queue.
+/// What the rest of the gateway holds: enqueue results, query the queue,
+/// change the destinations (reload).
 #[derive(Clone)]
 pub struct EgressHandle {
     queue: DeliveryQueue,
-    wakers: Arc<HashMap<String, Arc<Notify>>>,
+    pool: Arc<WorkerPool>,
 }
 
 impl EgressHandle {
     /// Enqueues durably (the row is committed when this returns) and wakes
-    /// the destination's worker so delivery starts at once.
+    /// the destination's worker so delivery starts at once. A destination
+    /// that is not configured (or no longer) takes nothing.
     pub async fn enqueue(&self, delivery: NewDelivery) -> Result<i64, QueueError> {
         let wake = self
-            .wakers
-            .get(&delivery.destination)
+            .pool
+            .waker(&delivery.destination)
             .ok_or_else(|| QueueError::UnknownDestination(delivery.destination.clone()))?;
         let id = self.queue.enqueue(delivery).await?;
         wake.notify_one();
@@ -108,35 +102,67 @@ impl EgressHandle {
     /// its destination's worker.
     pub async fn retry_dead(&self, id: i64, actor: &str) -> Result<DeliveryRecord, QueueError> {
         let record = self.queue.retry_dead(id, actor).await?;
-        if let Some(wake) = self.wakers.get(&record.destination) {
+        if let Some(wake) = self.pool.waker(&record.destination) {
             wake.notify_one();
         }
         Ok(record)
     }
 
-    /// Configured destination names.
-    pub fn destinations(&self) -> impl Iterator<Item = &str> {
-        self.wakers.keys().map(String::as_str)
+    /// The destinations in force, by name.
+    pub fn destinations(&self) -> Vec<Destination> {
+        self.pool.destinations()
+    }
+
+    /// The names of the destinations in force, for route checks.
+    pub fn destination_names(&self) -> Vec<String> {
+        self.pool
+            .destinations()
+            .into_iter()
+            .map(|d| d.name)
+            .collect()
+    }
+
+    /// Puts exactly `destinations` in force (a configuration reload) and
+    /// says what changed. Rows queued for a removed destination stay in
+    /// the queue, unsent, until it is configured again.
+    pub fn apply_destinations(&self, destinations: Vec<Destination>) -> DestinationChanges {
+        self.pool.apply(destinations)
+    }
+
+    /// Pending deliveries of each of `destinations` that has any.
+    pub async fn pending_deliveries(
+        &self,
+        destinations: &[String],
+    ) -> Result<std::collections::BTreeMap<String, u64>, QueueError> {
+        self.pool.pending(destinations).await
     }
 }
 
-struct DestinationWorker {
-    queue: DeliveryQueue,
-    destination: Destination,
-    calling_ae: String,
-    policy: RetryPolicy,
-    data_dir: PathBuf,
-    metrics: EgressMetrics,
+pub(super) struct DestinationWorker {
+    pub queue: DeliveryQueue,
+    pub destination: Destination,
+    pub calling_ae: String,
+    pub policy: RetryPolicy,
+    pub data_dir: PathBuf,
+    pub metrics: EgressMetrics,
 }
 
 impl DestinationWorker {
-    async fn run(self, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    /// Delivers until `stop` (shutdown: an association in flight is
+    /// dropped) or `retire` (a reload removed or changed the destination:
+    /// the batch in flight finishes first).
+    pub async fn run(
+        self,
+        wake: Arc<Notify>,
+        mut stop: watch::Receiver<bool>,
+        mut retire: watch::Receiver<bool>,
+    ) {
         loop {
-            if *stop.borrow() {
+            if *stop.borrow() || *retire.borrow() {
                 return;
             }
             tokio::select! {
-                _ = self.deliver_due() => {}
+                _ = self.deliver_due(&retire) => {}
                 _ = stop.changed() => return,
             }
             self.refresh_depth().await;
@@ -144,13 +170,17 @@ impl DestinationWorker {
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep(POLL_INTERVAL) => {}
                 _ = stop.changed() => return,
+                changed = retire.changed() => if changed.is_err() { return },
             }
         }
     }
 
-    /// Sends batches until nothing is due.
-    async fn deliver_due(&self) {
+    /// Sends batches until nothing is due or the task is retired.
+    async fn deliver_due(&self, retire: &watch::Receiver<bool>) {
         loop {
+            if *retire.borrow() {
+                return;
+            }
             let due = match self
                 .queue
                 .due_for(&self.destination.name, SystemTime::now(), BATCH)

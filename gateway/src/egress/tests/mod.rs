@@ -2,6 +2,7 @@
 //! small pynetdicom SCP (`tests/python/egress_scp.py`) for chosen statuses.
 
 mod delivery;
+mod destinations;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -25,7 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use crate::config::DimseConfig;
-use crate::sites::SiteRegistry;
+use crate::sites::SharedSites;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use negotiation::{SiteAccess, server_options};
@@ -39,7 +39,8 @@ const UNKNOWN_SITE: &str = "unknown";
 pub struct DimseContext {
     pub ae_title: String,
     pub config: DimseConfig,
-    pub sites: Arc<SiteRegistry>,
+    /// The sites in force; a reload replaces them for new associations.
+    pub sites: SharedSites,
     pub store: Store,
     pub metrics: Metrics,
 }
@@ -103,7 +104,7 @@ async fn handle_connection(
 ) {
     let verdict = Arc::new(Mutex::new(None));
     let access = SiteAccess {
-        sites: ctx.sites.clone(),
+        sites: ctx.sites.current(),
         peer: peer.ip(),
         verdict: verdict.clone(),
     };
