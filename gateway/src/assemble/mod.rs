@@ -10,7 +10,9 @@
 //! (`jobs::queue`), idempotently, in one transaction with marking the series
 //! dispatched. An instance arriving after dispatch sets the series back to
 //! assembling: instance-level routes then get jobs for the new instances,
-//! and series-level jobs, keyed by (series, model version), are not repeated.
+//! and series-level jobs, keyed by (site, series, model version), are not
+//! repeated. A series is identified by (site, Series Instance UID): two
+//! sites sending the same series each get their own assembly and jobs.
 
 mod schema;
 mod series;
@@ -111,7 +113,9 @@ impl Assembler {
         let ready = schema::ready_series(&self.conn, cutoff, MAX_SERIES_PER_PASS)?;
         let mut dispatched = 0;
         for pending in ready {
-            let Some(series) = load_series(&self.conn, &pending.series_instance_uid)? else {
+            let Some(series) =
+                load_series(&self.conn, &pending.site, &pending.series_instance_uid)?
+            else {
                 // Its instances were removed (reconciliation): nothing to do.
                 schema::mark_dispatched(&self.conn, &pending)?;
                 continue;

@@ -1,5 +1,7 @@
 //! The `series_activity` table: one row per series, updated with each
-//! arrival in the committer's transaction.
+//! arrival in the committer's transaction. A series is (site, Series
+//! Instance UID), like an instance is (site, SOP Instance UID): two sites
+//! that send the same series each get theirs assembled and routed.
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
@@ -7,7 +9,7 @@ use crate::store::IndexRow;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS series_activity (
-    series_instance_uid TEXT PRIMARY KEY NOT NULL,
+    series_instance_uid TEXT NOT NULL,
     study_instance_uid  TEXT NOT NULL,
     site                TEXT NOT NULL,
     calling_ae          TEXT NOT NULL,
@@ -15,7 +17,8 @@ CREATE TABLE IF NOT EXISTS series_activity (
     last_received_ms    INTEGER NOT NULL,
     instances           INTEGER NOT NULL,
     -- 'assembling' until routed, then 'dispatched'
-    state               TEXT NOT NULL
+    state               TEXT NOT NULL,
+    PRIMARY KEY (site, series_instance_uid)
 );
 CREATE INDEX IF NOT EXISTS series_activity_ready ON series_activity (state, last_received_ms);
 "#;
@@ -32,7 +35,7 @@ pub fn record_arrival(tx: &Transaction<'_>, row: &IndexRow) -> rusqlite::Result<
              (series_instance_uid, study_instance_uid, site, calling_ae,
               first_received_ms, last_received_ms, instances, state)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, 'assembling')
-         ON CONFLICT (series_instance_uid) DO UPDATE SET
+         ON CONFLICT (site, series_instance_uid) DO UPDATE SET
              last_received_ms = excluded.last_received_ms,
              instances = instances + 1,
              state = 'assembling'",
@@ -50,6 +53,7 @@ pub fn record_arrival(tx: &Transaction<'_>, row: &IndexRow) -> rusqlite::Result<
 /// A series waiting for its stable time, as last seen.
 #[derive(Debug, Clone)]
 pub struct PendingSeries {
+    pub site: String,
     pub series_instance_uid: String,
     pub last_received_ms: i64,
     pub instances: i64,
@@ -62,15 +66,16 @@ pub fn ready_series(
     limit: usize,
 ) -> rusqlite::Result<Vec<PendingSeries>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT series_instance_uid, last_received_ms, instances FROM series_activity
+        "SELECT site, series_instance_uid, last_received_ms, instances FROM series_activity
          WHERE state = 'assembling' AND last_received_ms <= ?1
          ORDER BY last_received_ms LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![cutoff_ms, limit as i64], |r| {
         Ok(PendingSeries {
-            series_instance_uid: r.get(0)?,
-            last_received_ms: r.get(1)?,
-            instances: r.get(2)?,
+            site: r.get(0)?,
+            series_instance_uid: r.get(1)?,
+            last_received_ms: r.get(2)?,
+            instances: r.get(3)?,
         })
     })?;
     rows.collect()
@@ -81,11 +86,13 @@ pub fn ready_series(
 pub fn mark_dispatched(conn: &Connection, pending: &PendingSeries) -> rusqlite::Result<bool> {
     let changed = conn.execute(
         "UPDATE series_activity SET state = 'dispatched'
-         WHERE series_instance_uid = ?1 AND last_received_ms = ?2 AND instances = ?3",
+         WHERE site = ?4 AND series_instance_uid = ?1 AND last_received_ms = ?2
+           AND instances = ?3",
         params![
             pending.series_instance_uid,
             pending.last_received_ms,
-            pending.instances
+            pending.instances,
+            pending.site
         ],
     )?;
     Ok(changed == 1)

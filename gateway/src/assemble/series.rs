@@ -22,7 +22,8 @@ pub struct SeriesInstance {
 pub struct ReadySeries {
     pub study_instance_uid: String,
     pub series_instance_uid: String,
-    /// The site and AE of the first instance's sender.
+    /// The site whose copy this is (a series is identified by site and
+    /// UID), and the AE of the first instance's sender.
     pub site: String,
     pub calling_ae: String,
     /// Attributes of the first instance (lowest Instance Number): what
@@ -83,33 +84,41 @@ fn attributes(r: &Row<'_>) -> rusqlite::Result<IndexedAttributes> {
     })
 }
 
-/// Reads a series from the index; `None` when it has no instances. Results
-/// the gateway generated itself are stored in their own series, so they
-/// never appear here.
+/// Reads `site`'s copy of a series from the index; `None` when it has no
+/// instances. Another site's instances of the same series UID are never
+/// part of it. Results the gateway generated itself are stored in their
+/// own series, so they never appear here.
 pub fn load_series(
     conn: &Connection,
+    site: &str,
     series_instance_uid: &str,
 ) -> rusqlite::Result<Option<ReadySeries>> {
-    load(conn, "series_instance_uid", series_instance_uid)
+    load(conn, "series_instance_uid", site, series_instance_uid)
 }
 
-/// One instance as a one-instance series: what an instance-level job needs,
-/// without reading the rest of its series.
+/// `site`'s copy of one instance as a one-instance series: what an
+/// instance-level job needs, without reading the rest of its series.
 pub fn load_instance(
     conn: &Connection,
+    site: &str,
     sop_instance_uid: &str,
 ) -> rusqlite::Result<Option<ReadySeries>> {
-    load(conn, "sop_instance_uid", sop_instance_uid)
+    load(conn, "sop_instance_uid", site, sop_instance_uid)
 }
 
 /// `column` is one of the two fixed names above, never peer input.
-fn load(conn: &Connection, column: &str, uid: &str) -> rusqlite::Result<Option<ReadySeries>> {
+fn load(
+    conn: &Connection,
+    column: &str,
+    site: &str,
+    uid: &str,
+) -> rusqlite::Result<Option<ReadySeries>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM instances WHERE {column} = ?1
+        "SELECT {COLUMNS} FROM instances WHERE {column} = ?1 AND site = ?2
          ORDER BY instance_number IS NULL, instance_number, sop_instance_uid"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(params![uid])?;
+    let mut rows = stmt.query(params![uid, site])?;
     let mut series: Option<ReadySeries> = None;
     while let Some(r) = rows.next()? {
         let attrs = attributes(r)?;

@@ -36,6 +36,18 @@ fn assembler(conn: Connection, stable_time: Duration) -> Assembler {
 
 /// Commits one instance row and its arrival, as the store's committer does.
 fn arrive(conn: &mut Connection, series: &str, sop: &str, modality: &str, body_part: &str) {
+    arrive_at(conn, "demo", series, sop, modality, body_part);
+}
+
+/// [`arrive`] from `site`.
+fn arrive_at(
+    conn: &mut Connection,
+    site: &str,
+    series: &str,
+    sop: &str,
+    modality: &str,
+    body_part: &str,
+) {
     let row = IndexRow {
         attributes: IndexedAttributes {
             sop_class_uid: "1.2.840.10008.5.1.4.1.1.1".into(),
@@ -46,7 +58,7 @@ fn arrive(conn: &mut Connection, series: &str, sop: &str, modality: &str, body_p
             body_part_examined: Some(body_part.into()),
             ..Default::default()
         },
-        site: "demo".into(),
+        site: site.into(),
         calling_ae: "DEMO-SCU".into(),
         protocol: "dimse".into(),
         received_at: crate::time::now_rfc3339(),
@@ -113,6 +125,59 @@ fn a_series_route_runs_once_per_series_and_unrouted_series_get_no_jobs() {
         1,
         "series jobs are keyed by (series, model version)"
     );
+}
+
+#[test]
+fn two_sites_sending_one_series_get_two_series_each_with_its_own_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.sqlite");
+    let mut writer = index::open(&path).unwrap();
+    // A study transferred between two hospitals reaches the gateway from both.
+    for sop in ["1.2.3.9.1", "1.2.3.9.2"] {
+        arrive_at(&mut writer, "north", "1.2.3.9", sop, "DX", "CHEST");
+    }
+    arrive_at(&mut writer, "south", "1.2.3.9", "1.2.3.9.2", "DX", "CHEST");
+    arrive_at(&mut writer, "south", "1.2.3.9", "1.2.3.9.3", "DX", "CHEST");
+    let mut asm = assembler(index::open(&path).unwrap(), Duration::ZERO);
+    assert_eq!(asm.pass().unwrap(), 2, "one series per site");
+
+    let per_site: Vec<(String, i64)> = writer
+        .prepare(
+            "SELECT site, COUNT(*) FROM jobs WHERE route = 'radiograph-exposure'
+             GROUP BY site ORDER BY site",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(per_site, [("north".into(), 2), ("south".into(), 2)]);
+
+    let uids = |site: &str| -> Vec<String> {
+        super::load_series(&writer, site, "1.2.3.9")
+            .unwrap()
+            .expect("series")
+            .instances
+            .into_iter()
+            .map(|i| i.sop_instance_uid)
+            .collect()
+    };
+    assert_eq!(uids("north"), ["1.2.3.9.1", "1.2.3.9.2"]);
+    assert_eq!(uids("south"), ["1.2.3.9.2", "1.2.3.9.3"]);
+    let shared = super::load_instance(&writer, "south", "1.2.3.9.2")
+        .unwrap()
+        .expect("south's copy");
+    assert_eq!(shared.site, "south");
+    assert!(
+        super::load_instance(&writer, "south", "1.2.3.9.1")
+            .unwrap()
+            .is_none()
+    );
+
+    // A late arrival at one site sets only that site's series assembling.
+    arrive_at(&mut writer, "south", "1.2.3.9", "1.2.3.9.4", "DX", "CHEST");
+    assert_eq!(asm.pass().unwrap(), 1);
+    assert_eq!(jobs(&writer, "radiograph-exposure"), 5);
 }
 
 #[test]

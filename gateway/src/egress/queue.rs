@@ -1,5 +1,9 @@
-//! The durable delivery queue: one row per (destination, SOP instance) in
+//! The durable delivery queue: one row per (destination, stored object) in
 //! the index database, so a result waiting for a PACS survives a restart.
+//! A stored object is a SOP Instance UID *and* the file it is stored in:
+//! two sites may each hold their own copy of one UID (the store's
+//! per-site namespaces), and forwarding one site's copy must not stand in
+//! for the other's.
 //!
 //! Every call runs on the blocking pool: SQLite must never stall the async
 //! runtime. Transactions are short and `IMMEDIATE` where they write, because
@@ -31,7 +35,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_error          TEXT,
     created_at          TEXT NOT NULL,
     updated_at          TEXT NOT NULL,
-    UNIQUE (destination, sop_instance_uid)
+    UNIQUE (destination, sop_instance_uid, path)
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, destination, next_attempt_at);
 "#;
@@ -163,7 +167,7 @@ impl DeliveryQueue {
     }
 
     /// Adds a delivery; durable when this returns. Enqueueing the same
-    /// (destination, SOP instance) again returns the existing id and
+    /// (destination, SOP instance, path) again returns the existing id and
     /// leaves that row as it is, delivered or not.
     pub async fn enqueue(&self, new: NewDelivery) -> Result<i64, QueueError> {
         check_relative_path(&new.path)?;
@@ -175,7 +179,7 @@ impl DeliveryQueue {
                  transfer_syntax_uid, path, origin, state, attempts, next_attempt_at, \
                  created_at, updated_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?8, ?8) \
-                 ON CONFLICT (destination, sop_instance_uid) DO NOTHING",
+                 ON CONFLICT (destination, sop_instance_uid, path) DO NOTHING",
                 params![
                     new.destination,
                     new.sop_class_uid,
@@ -188,8 +192,9 @@ impl DeliveryQueue {
                 ],
             )?;
             let id = tx.query_row(
-                "SELECT id FROM deliveries WHERE destination = ?1 AND sop_instance_uid = ?2",
-                params![new.destination, new.sop_instance_uid],
+                "SELECT id FROM deliveries \
+                 WHERE destination = ?1 AND sop_instance_uid = ?2 AND path = ?3",
+                params![new.destination, new.sop_instance_uid, new.path],
                 |r| r.get(0),
             )?;
             tx.commit()?;

@@ -29,6 +29,15 @@ async fn enqueue_is_idempotent_and_never_resets_a_delivered_row() {
     assert_eq!(first, again);
     let other = queue.enqueue(delivery("archive", "2.25.1")).await.unwrap();
     assert_ne!(first, other, "another destination is another delivery");
+    let another_copy = NewDelivery {
+        path: "instances/00/another-site.dcm".into(),
+        ..delivery("pacs", "2.25.1")
+    };
+    assert_ne!(
+        queue.enqueue(another_copy).await.unwrap(),
+        first,
+        "another site's copy of the UID is another delivery"
+    );
 
     queue.mark_delivered(first, 0).await.unwrap();
     assert_eq!(

@@ -1,5 +1,7 @@
-//! The durable job queue: one row per (series or instance, model version),
-//! in the index database.
+//! The durable job queue: one row per (site, series or instance, model
+//! version), in the index database. The site is part of the key because a
+//! series is identified by (site, UID): two sites' copies of one series
+//! are two series, with their own jobs and results.
 //!
 //! Jobs are inserted by the assembler in the same transaction that marks a
 //! series dispatched, claimed by runners (`queued` → `running`), and end
@@ -57,7 +59,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     cache_hit           INTEGER,
     -- engine time of the model that served, all images
     inference_ms        INTEGER,
-    UNIQUE (series_instance_uid, sop_instance_uid, model, version)
+    UNIQUE (site, series_instance_uid, sop_instance_uid, model, version)
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, not_before_ms, id);
 CREATE INDEX IF NOT EXISTS jobs_study ON jobs (study_instance_uid);
@@ -169,9 +171,12 @@ pub struct Job {
 
 impl Job {
     /// What identifies the job's work: the same key always yields the same
-    /// result UID, which is what makes a re-run after a crash harmless.
-    pub fn key(&self) -> [String; 4] {
+    /// result UID, which is what makes a re-run after a crash harmless. The
+    /// site is part of it: two sites' copies of a series may differ, and
+    /// their results must not share a UID.
+    pub fn key(&self) -> [String; 5] {
         [
+            self.site.clone(),
             self.series_instance_uid.clone(),
             self.sop_instance_uid.clone().unwrap_or_default(),
             self.model.to_string(),
@@ -470,14 +475,15 @@ pub fn counterpart_findings(
     let found: Option<(i64, Option<String>)> = conn
         .query_row(
             "SELECT id, findings FROM jobs
-             WHERE series_instance_uid = ?1 AND sop_instance_uid = ?2 AND route = ?3
-               AND purpose = ?4 AND state = 'done'
+             WHERE site = ?5 AND series_instance_uid = ?1 AND sop_instance_uid = ?2
+               AND route = ?3 AND purpose = ?4 AND state = 'done'
              ORDER BY id DESC LIMIT 1",
             params![
                 job.series_instance_uid,
                 job.sop_instance_uid.as_deref().unwrap_or(""),
                 job.route,
-                other.as_str()
+                other.as_str(),
+                job.site
             ],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

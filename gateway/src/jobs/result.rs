@@ -57,6 +57,7 @@ impl JobRunner {
             &config.uid_root,
             &[
                 "result-series",
+                &job.site,
                 &job.series_instance_uid,
                 &planned,
                 &job.route,
@@ -110,10 +111,12 @@ impl JobRunner {
             station_ae_title: config.ae_title.clone(),
         };
 
-        // A re-run after a crash finds its result already stored: keep it.
+        // A re-run after a crash finds its result already stored (in the
+        // job's site, where it is stored): keep it.
         let existing_uid = sop_instance_uid.clone();
+        let existing_site = job.site.clone();
         let existing = self
-            .db(move |c| crate::store::index::find(c, &existing_uid))
+            .db(move |c| crate::store::index::find(c, &existing_site, &existing_uid))
             .await?;
         let path = match existing {
             Some(found) => PathBuf::from(found.path),

@@ -339,12 +339,15 @@ impl JobRunner {
         &self,
         job: &Job,
     ) -> Result<(ReadySeries, Vec<SeriesInstance>), JobError> {
+        // The job's own site's copy: another site's instances with the same
+        // UIDs are another series.
+        let site = job.site.clone();
         let series_uid = job.series_instance_uid.clone();
         let instance_uid = job.sop_instance_uid.clone();
         let series = self
             .db(move |c| match instance_uid {
-                Some(sop) => load_instance(c, &sop),
-                None => load_series(c, &series_uid),
+                Some(sop) => load_instance(c, &site, &sop),
+                None => load_series(c, &site, &series_uid),
             })
             .await?
             .ok_or(JobError::SourceGone)?;

@@ -99,12 +99,15 @@ pub(super) fn jobs_in_window(
                 j.ready_after_ms, j.started_ms, j.finished_ms,
                 CASE WHEN j.sop_instance_uid != '' THEN 1 ELSE
                     (SELECT COUNT(*) FROM instances i
-                     WHERE i.series_instance_uid = j.series_instance_uid) END,
+                     WHERE i.series_instance_uid = j.series_instance_uid
+                       AND i.site = j.site) END,
                 {scanner},
                 (SELECT i.manufacturer FROM instances i
-                 WHERE i.series_instance_uid = j.series_instance_uid LIMIT 1),
+                 WHERE i.series_instance_uid = j.series_instance_uid AND i.site = j.site
+                 LIMIT 1),
                 (SELECT i.manufacturer_model_name FROM instances i
-                 WHERE i.series_instance_uid = j.series_instance_uid LIMIT 1),
+                 WHERE i.series_instance_uid = j.series_instance_uid AND i.site = j.site
+                 LIMIT 1),
                 {cache_hit}, {inference_ms}
          FROM jobs j
          WHERE COALESCE(j.finished_ms, j.started_ms, j.ready_after_ms) >= ?

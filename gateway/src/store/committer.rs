@@ -7,6 +7,13 @@
 //! answer. Under concurrency the directory and WAL fsyncs are shared by the
 //! whole batch; with one association a batch is one instance and nothing is
 //! lost by waiting.
+//!
+//! Duplicates are decided within the sender's site: an instance is
+//! identified by (site, SOP Instance UID), so a UID another site holds is a
+//! new instance here, stored as the sender's own copy beside the other
+//! site's, which is neither read nor touched. That is what makes the answer
+//! the same whether or not the UID exists elsewhere, and what the sender is
+//! told is stored is always what it can then retrieve.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -25,6 +32,9 @@ use crate::telemetry::Metrics;
 
 /// Most requests one transaction takes; bounds the latency a batch adds.
 const MAX_BATCH: usize = 64;
+
+/// What identifies a stored instance: (site, SOP Instance UID).
+type InstanceKey = (String, String);
 
 pub(super) struct CommitRequest {
     pub staged: StagedFile,
@@ -73,8 +83,9 @@ impl Committer {
 
     fn commit_batch(&mut self, batch: Vec<CommitRequest>) {
         let mut dirs = BTreeSet::new();
-        // Instances placed earlier in this batch, which the index does not show yet.
-        let mut placed: HashMap<String, ExistingInstance> = HashMap::new();
+        // Instances placed earlier in this batch, which the index does not
+        // show yet, by (site, SOP Instance UID).
+        let mut placed: HashMap<InstanceKey, ExistingInstance> = HashMap::new();
         let mut plans = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         for request in batch {
@@ -137,7 +148,7 @@ impl Committer {
         let removed = self.conn.transaction().and_then(|tx| {
             for plan in plans {
                 if let Plan::Insert { row, .. } = plan {
-                    index::delete(&tx, &row.attributes.sop_instance_uid)?;
+                    index::delete(&tx, &row.site, &row.attributes.sop_instance_uid)?;
                 }
             }
             tx.commit()
@@ -171,18 +182,22 @@ impl Committer {
         &mut self,
         staged: StagedFile,
         mut row: IndexRow,
-        placed: &mut HashMap<String, ExistingInstance>,
+        placed: &mut HashMap<InstanceKey, ExistingInstance>,
         dirs: &mut BTreeSet<PathBuf>,
     ) -> Plan {
         let sop_uid = row.attributes.sop_instance_uid.clone();
-        let relative = Layout::instance_relative_path(&row.attributes.study_instance_uid, &sop_uid);
+        let key: InstanceKey = (row.site.clone(), sop_uid.clone());
+        let relative =
+            Layout::instance_relative_path(&row.site, &row.attributes.study_instance_uid, &sop_uid);
         row.path = relative.to_string_lossy().into_owned();
         row.sha256 = staged.sha256.clone();
         row.file_size = staged.file_size;
 
-        let existing = match placed.get(&sop_uid) {
+        // Only the sender's own site is looked at: another site's copy of
+        // this UID is not a duplicate (see the module docs).
+        let existing = match placed.get(&key) {
             Some(e) => Some(e.clone()),
-            None => match index::find(&self.conn, &sop_uid) {
+            None => match index::find(&self.conn, &row.site, &sop_uid) {
                 Ok(found) => found,
                 Err(e) => {
                     remove_quietly(&staged.path);
@@ -264,7 +279,7 @@ impl Committer {
             return Plan::Answer(Err(StoreError::Write(e)));
         }
         placed.insert(
-            sop_uid,
+            key,
             ExistingInstance {
                 sha256: row.sha256.clone(),
                 path: row.path.clone(),
@@ -319,3 +334,7 @@ fn remove_quietly(path: &Path) {
         tracing::warn!(error = %e, "cannot remove temp file");
     }
 }
+
+#[cfg(test)]
+#[path = "committer_tests.rs"]
+mod tests;

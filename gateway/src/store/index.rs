@@ -1,5 +1,11 @@
 //! The SQLite index: one row per stored instance.
 //!
+//! An instance is identified by (site, SOP Instance UID): each site has its
+//! own namespace, so a UID another site holds is never looked up, replaced
+//! or revealed by a write (see `docs/conformance.md`, "Instance identity
+//! across sites"). Schema 1 keyed rows by UID alone; [`open`] migrates it
+//! (`migrate`).
+//!
 //! WAL mode with `synchronous = FULL`, so a committed transaction is on disk
 //! when `commit` returns: the committer relies on that before it
 //! acknowledges. Readers (QIDO-RS, the CLI, tests) open their own
@@ -10,6 +16,8 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::attributes::IndexedAttributes;
+
+mod migrate;
 
 /// What the index records about where and how an instance arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +44,7 @@ pub struct ExistingInstance {
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS instances (
-    sop_instance_uid        TEXT PRIMARY KEY NOT NULL,
+    sop_instance_uid        TEXT NOT NULL,
     sop_class_uid           TEXT NOT NULL,
     study_instance_uid      TEXT NOT NULL,
     series_instance_uid     TEXT NOT NULL,
@@ -73,7 +81,8 @@ CREATE TABLE IF NOT EXISTS instances (
     transfer_syntax_uid     TEXT NOT NULL,
     file_size               INTEGER NOT NULL,
     sha256                  TEXT NOT NULL,
-    path                    TEXT NOT NULL
+    path                    TEXT NOT NULL,
+    PRIMARY KEY (site, sop_instance_uid)
 );
 CREATE INDEX IF NOT EXISTS instances_study ON instances (study_instance_uid);
 CREATE INDEX IF NOT EXISTS instances_series ON instances (series_instance_uid);
@@ -82,15 +91,24 @@ CREATE INDEX IF NOT EXISTS instances_study_date ON instances (study_date);
 CREATE INDEX IF NOT EXISTS instances_site ON instances (site, received_at);
 CREATE INDEX IF NOT EXISTS instances_accession ON instances (accession_number);
 CREATE INDEX IF NOT EXISTS instances_modality ON instances (modality);
+-- A reader allowed several sites sees one copy per UID (see
+-- `ingest::dicomweb::auth::Visibility`): it looks for the other copies by UID.
+CREATE INDEX IF NOT EXISTS instances_sop ON instances (sop_instance_uid);
 "#;
 
 /// Version of the schema above, kept in `PRAGMA user_version`. A database
-/// written by a different version is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 1;
+/// of version 1 is migrated (`migrate`); any other version is refused
+/// rather than misread.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Creates the `instances` table and its indexes if they do not exist.
+fn create_instances(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(SCHEMA)
+}
 
 /// Opens (creating if needed) the index with the pragmas durability needs.
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
+    let mut conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -101,7 +119,9 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
         [],
         |r| r.get(0),
     )?;
-    if has_tables && version != SCHEMA_VERSION {
+    if has_tables && version == migrate::FROM_VERSION {
+        migrate::to_current(&mut conn)?;
+    } else if has_tables && version != SCHEMA_VERSION {
         return Err(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
             Some(format!(
@@ -109,7 +129,7 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
             )),
         ));
     }
-    conn.execute_batch(SCHEMA)?;
+    create_instances(&conn)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     crate::audit::create_schema(&conn)?;
     crate::egress::create_schema(&conn)?;
@@ -121,13 +141,16 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// `site`'s copy of an instance, if it holds one. Another site's copy of the
+/// same UID is never returned: duplicates are decided within a site.
 pub fn find(
     conn: &Connection,
+    site: &str,
     sop_instance_uid: &str,
 ) -> rusqlite::Result<Option<ExistingInstance>> {
     conn.query_row(
-        "SELECT sha256, path, file_size FROM instances WHERE sop_instance_uid = ?1",
-        [sop_instance_uid],
+        "SELECT sha256, path, file_size FROM instances WHERE site = ?1 AND sop_instance_uid = ?2",
+        [site, sop_instance_uid],
         |r| {
             Ok(ExistingInstance {
                 sha256: r.get(0)?,
@@ -139,7 +162,7 @@ pub fn find(
     .optional()
 }
 
-/// Inserts or replaces the row for `row.attributes.sop_instance_uid`.
+/// Inserts or replaces the row for (`row.site`, `row.attributes.sop_instance_uid`).
 pub fn upsert(tx: &Transaction<'_>, row: &IndexRow) -> rusqlite::Result<()> {
     let a = &row.attributes;
     tx.execute(
@@ -199,19 +222,35 @@ pub fn upsert(tx: &Transaction<'_>, row: &IndexRow) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Every (sop_instance_uid, path, file_size) in the index, for reconciliation.
-pub fn all_paths(conn: &Connection) -> rusqlite::Result<Vec<(String, String, u64)>> {
-    let mut stmt = conn.prepare("SELECT sop_instance_uid, path, file_size FROM instances")?;
+/// Where one indexed instance's file is, for reconciliation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedPath {
+    pub site: String,
+    pub sop_instance_uid: String,
+    /// Relative to the data directory.
+    pub path: String,
+    pub file_size: u64,
+}
+
+/// Every row's site, UID, path and size.
+pub fn all_paths(conn: &Connection) -> rusqlite::Result<Vec<IndexedPath>> {
+    let mut stmt = conn.prepare("SELECT site, sop_instance_uid, path, file_size FROM instances")?;
     let rows = stmt.query_map([], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+        Ok(IndexedPath {
+            site: r.get(0)?,
+            sop_instance_uid: r.get(1)?,
+            path: r.get(2)?,
+            file_size: r.get::<_, i64>(3)? as u64,
+        })
     })?;
     rows.collect()
 }
 
-pub fn delete(tx: &Transaction<'_>, sop_instance_uid: &str) -> rusqlite::Result<()> {
+/// Removes `site`'s copy of an instance; other sites' copies stay.
+pub fn delete(tx: &Transaction<'_>, site: &str, sop_instance_uid: &str) -> rusqlite::Result<()> {
     tx.execute(
-        "DELETE FROM instances WHERE sop_instance_uid = ?1",
-        [sop_instance_uid],
+        "DELETE FROM instances WHERE site = ?1 AND sop_instance_uid = ?2",
+        [site, sop_instance_uid],
     )?;
     Ok(())
 }

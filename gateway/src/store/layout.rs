@@ -2,12 +2,15 @@
 //!
 //! Instance paths are derived from SHA-256 hashes of validated UIDs, never
 //! from the UIDs themselves, so no peer-supplied byte ever reaches a path.
+//! The hashes cover the site too: an instance is identified by (site, SOP
+//! Instance UID), and two sites' copies of one UID never share a file.
+//! Rows written before that (index schema 1) keep the path they recorded.
 //!
 //! ```text
 //! data/
 //!   index.sqlite            index and audit trail (WAL mode)
 //!   tmp/                    receives in progress; emptied at start-up
-//!   instances/ab/<study>/<instance>.dcm
+//!   instances/ab/<site+study>/<site+instance>.dcm
 //!   superseded/<instance>.<unix-nanos>.dcm   replaced objects (policy "replace")
 //! ```
 
@@ -46,10 +49,11 @@ impl Layout {
         self.root.join("superseded")
     }
 
-    /// Path of an instance relative to the data directory (what the index stores).
-    pub fn instance_relative_path(study_uid: &str, sop_instance_uid: &str) -> PathBuf {
-        let study = short_hash(study_uid);
-        let instance = short_hash(sop_instance_uid);
+    /// Path of `site`'s copy of an instance, relative to the data directory
+    /// (what the index stores).
+    pub fn instance_relative_path(site: &str, study_uid: &str, sop_instance_uid: &str) -> PathBuf {
+        let study = short_hash(site, study_uid);
+        let instance = short_hash(site, sop_instance_uid);
         PathBuf::from("instances")
             .join(&study[..2])
             .join(study)
@@ -69,10 +73,16 @@ impl Layout {
     }
 }
 
-/// First 128 bits of SHA-256, hex: unique enough for paths, short enough to read.
-fn short_hash(value: &str) -> String {
-    let digest = Sha256::digest(value.as_bytes());
-    hex::encode(&digest[..16])
+/// First 128 bits of SHA-256 of `site/uid`, hex: unique enough for paths,
+/// short enough to read. The separator cannot occur in a site name
+/// (`config::validate::check_label_name`) or a UID, so no two pairs hash
+/// the same input.
+fn short_hash(site: &str, uid: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(site.as_bytes());
+    hasher.update(b"/");
+    hasher.update(uid.as_bytes());
+    hex::encode(&hasher.finalize()[..16])
 }
 
 #[cfg(test)]
@@ -81,12 +91,31 @@ mod tests {
 
     #[test]
     fn instance_paths_are_hashes_not_uids() {
-        let p = Layout::instance_relative_path("1.2.3", "1.2.3.4");
+        let p = Layout::instance_relative_path("north", "1.2.3", "1.2.3.4");
         let s = p.to_string_lossy();
         assert!(s.starts_with("instances/"));
-        assert!(!s.contains("1.2.3"));
+        assert!(!s.contains("1.2.3") && !s.contains("north"));
         assert!(s.ends_with(".dcm"));
-        assert_eq!(p, Layout::instance_relative_path("1.2.3", "1.2.3.4"));
-        assert_ne!(p, Layout::instance_relative_path("1.2.3", "1.2.3.5"));
+        assert_eq!(
+            p,
+            Layout::instance_relative_path("north", "1.2.3", "1.2.3.4")
+        );
+        assert_ne!(
+            p,
+            Layout::instance_relative_path("north", "1.2.3", "1.2.3.5")
+        );
+    }
+
+    #[test]
+    fn two_sites_copies_of_one_uid_never_share_a_path() {
+        let north = Layout::instance_relative_path("north", "1.2.3", "1.2.3.4");
+        let south = Layout::instance_relative_path("south", "1.2.3", "1.2.3.4");
+        assert_ne!(north, south);
+        assert_ne!(north.file_name(), south.file_name());
+        // The separator keeps (site, uid) pairs apart that concatenate alike.
+        assert_ne!(
+            Layout::instance_relative_path("a", "1.2", "1.11"),
+            Layout::instance_relative_path("a1", "1.2", "1.1")
+        );
     }
 }

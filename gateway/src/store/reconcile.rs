@@ -6,7 +6,8 @@
 //! place whose index commit never happened was never acknowledged either; it
 //! is moved to `orphans/` rather than deleted, and reported. A row whose
 //! file is missing or has the wrong size is removed and audited; a file of
-//! the wrong size then goes to `orphans/` too.
+//! the wrong size then goes to `orphans/` too. Rows are keyed by (site,
+//! SOP Instance UID): repairing one site's copy never touches another's.
 
 use std::path::{Path, PathBuf};
 
@@ -50,14 +51,14 @@ pub(super) fn reconcile(
     let rows = index::all_paths(conn).map_err(StoreError::Index)?;
     let mut known = std::collections::HashSet::with_capacity(rows.len());
     let tx = conn.transaction().map_err(StoreError::Index)?;
-    for (sop_uid, relative, size) in rows {
-        let path = layout.absolute(Path::new(&relative));
+    for row in rows {
+        let path = layout.absolute(Path::new(&row.path));
         let problem = match std::fs::metadata(&path) {
             Err(_) => {
                 report.rows_without_file += 1;
                 Some("file missing")
             }
-            Ok(meta) if meta.len() != size => {
+            Ok(meta) if meta.len() != row.file_size => {
                 report.rows_with_wrong_size += 1;
                 Some("file size differs from the index")
             }
@@ -68,13 +69,20 @@ pub(super) fn reconcile(
                 known.insert(path);
             }
             Some(problem) => {
-                index::delete(&tx, &sop_uid).map_err(StoreError::Index)?;
+                // Only this site's row: another site's copy of the UID has
+                // its own file and is judged on its own.
+                index::delete(&tx, &row.site, &row.sop_instance_uid).map_err(StoreError::Index)?;
                 audit::append(
                     &tx,
                     &AuditEntry {
                         actor: "system".into(),
                         action: "store.reconcile_removed_row".into(),
-                        detail: serde_json::json!({"sop_instance_uid": sop_uid, "path": relative, "problem": problem}),
+                        detail: serde_json::json!({
+                            "site": row.site,
+                            "sop_instance_uid": row.sop_instance_uid,
+                            "path": row.path,
+                            "problem": problem,
+                        }),
                     },
                 )
                 .map_err(StoreError::Index)?;
@@ -136,7 +144,7 @@ mod tests {
     use crate::store::attributes::IndexedAttributes;
     use crate::store::index::IndexRow;
 
-    fn row(uid: &str, path: &str, size: u64) -> IndexRow {
+    fn row(site: &str, uid: &str, path: &str, size: u64) -> IndexRow {
         IndexRow {
             attributes: IndexedAttributes {
                 sop_instance_uid: uid.into(),
@@ -145,7 +153,7 @@ mod tests {
                 series_instance_uid: "1.2.3.4".into(),
                 ..Default::default()
             },
-            site: "demo".into(),
+            site: site.into(),
             calling_ae: "DEMO-SCU".into(),
             protocol: "dimse".into(),
             received_at: "2026-11-21T00:00:00Z".into(),
@@ -164,22 +172,25 @@ mod tests {
         let mut conn = index::open(&layout.index_path()).unwrap();
 
         // A good instance, a row whose file is gone, a row whose file is truncated.
-        let good = Layout::instance_relative_path("1.2.3", "1.1");
-        let short = Layout::instance_relative_path("1.2.3", "1.3");
-        for (rel, bytes) in [(&good, 10usize), (&short, 4)] {
+        // Site `other` holds a good copy of the UID whose `demo` copy is truncated.
+        let good = Layout::instance_relative_path("demo", "1.2.3", "1.1");
+        let short = Layout::instance_relative_path("demo", "1.2.3", "1.3");
+        let other = Layout::instance_relative_path("other", "1.2.3", "1.3");
+        for (rel, bytes) in [(&good, 10usize), (&short, 4), (&other, 10)] {
             let abs = layout.absolute(rel);
             std::fs::create_dir_all(abs.parent().unwrap()).unwrap();
             std::fs::write(abs, vec![0u8; bytes]).unwrap();
         }
         // An unindexed file (renamed, never committed) and a temp file.
-        let orphan = layout.absolute(&Layout::instance_relative_path("1.2.3", "1.9"));
+        let orphan = layout.absolute(&Layout::instance_relative_path("demo", "1.2.3", "1.9"));
         std::fs::write(&orphan, b"orphan").unwrap();
         std::fs::write(layout.tmp_dir().join("1-1.part"), b"half").unwrap();
 
         let tx = conn.transaction().unwrap();
-        index::upsert(&tx, &row("1.1", &good.to_string_lossy(), 10)).unwrap();
-        index::upsert(&tx, &row("1.2", "instances/00/gone.dcm", 10)).unwrap();
-        index::upsert(&tx, &row("1.3", &short.to_string_lossy(), 10)).unwrap();
+        index::upsert(&tx, &row("demo", "1.1", &good.to_string_lossy(), 10)).unwrap();
+        index::upsert(&tx, &row("demo", "1.2", "instances/00/gone.dcm", 10)).unwrap();
+        index::upsert(&tx, &row("demo", "1.3", &short.to_string_lossy(), 10)).unwrap();
+        index::upsert(&tx, &row("other", "1.3", &other.to_string_lossy(), 10)).unwrap();
         tx.commit().unwrap();
 
         let report = reconcile(&mut conn, &layout).unwrap();
@@ -191,9 +202,15 @@ mod tests {
                 rows_with_wrong_size: 1,
                 // The truncated file is quarantined with the orphan.
                 files_without_row: 2,
-                indexed_instances: 1,
+                indexed_instances: 2,
             }
         );
+        assert!(
+            index::find(&conn, "other", "1.3").unwrap().is_some(),
+            "the other site's copy of a removed UID stays"
+        );
+        assert!(index::find(&conn, "demo", "1.3").unwrap().is_none());
+        assert!(layout.absolute(&other).exists());
         assert!(!orphan.exists());
         assert_eq!(layout.root().join("orphans").read_dir().unwrap().count(), 2);
         assert_eq!(

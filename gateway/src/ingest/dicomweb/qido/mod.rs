@@ -30,7 +30,7 @@ use actix_web::http::header::{self as http_header, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::DicomwebState;
-use super::auth::{Authenticated, site_condition};
+use super::auth::{Authenticated, Visibility};
 use super::error::DicomWebError;
 use crate::auth::Scope;
 use plan::{Limits, QueryError, SearchPlan, Target};
@@ -131,7 +131,7 @@ async fn search(
         max: state.config.qido_max_limit,
     };
     let plan = Arc::new(SearchPlan::build(&target, req.query_string(), limits)?);
-    let site = site_condition(principal);
+    let site = Visibility::of(principal);
     let query_plan = Arc::clone(&plan);
     let page = state
         .index

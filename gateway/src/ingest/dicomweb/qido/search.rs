@@ -6,8 +6,9 @@
 //! entities are aggregated (`GROUP BY` over the `instances_study` or
 //! `instances_series` index), without the filters, so counts cover the
 //! whole study or series the caller may see. Every statement carries the
-//! caller's site condition, so another site's rows are never counted,
-//! matched or returned.
+//! caller's [`Visibility`], so another site's rows are never counted,
+//! matched or returned, and of two readable sites' copies of one SOP
+//! Instance UID only the one WADO-RS would return is.
 
 use std::collections::HashMap;
 
@@ -17,9 +18,10 @@ use rusqlite::{Connection, params_from_iter};
 use super::catalog::{self, Level, Source};
 use super::matching::{Sql, condition};
 use super::plan::SearchPlan;
+use crate::ingest::dicomweb::auth::Visibility;
 
-/// The caller's site restriction, from `auth::site_condition`.
-pub type SiteCondition = (String, Vec<String>);
+/// The caller's site restriction.
+pub type SiteCondition = Visibility;
 
 /// Counts and modalities of one study.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -160,7 +162,7 @@ fn level_windows(level: Level) -> &'static str {
 fn matching_rows(plan: &SearchPlan, site: &SiteCondition) -> Sql {
     let mut sql = Sql::default();
     sql.push(" FROM instances AS i WHERE ");
-    push_site(&mut sql, site);
+    push_site(&mut sql, site, "i");
     for filter in &plan.filters {
         let attribute = filter.attribute;
         let Some(column) = attribute.match_column() else {
@@ -178,7 +180,7 @@ fn matching_rows(plan: &SearchPlan, site: &SiteCondition) -> Sql {
                 continue;
             };
             sql.push(" AND i.study_instance_uid IN (SELECT m.study_instance_uid FROM instances AS m WHERE ");
-            push_site(&mut sql, site);
+            push_site(&mut sql, site, "m");
             sql.push(" AND ").append(cond).push(")");
         } else if let Some(cond) = condition(
             &format!("i.{column}"),
@@ -192,12 +194,11 @@ fn matching_rows(plan: &SearchPlan, site: &SiteCondition) -> Sql {
     sql
 }
 
-/// The site condition names `site` unqualified: inside a subquery it binds
-/// to the innermost `instances`, which is what we want.
-fn push_site(sql: &mut Sql, site: &SiteCondition) {
-    sql.push("(").push(&site.0).push(")");
-    sql.params
-        .extend(site.1.iter().map(|s| Value::Text(s.clone())));
+/// The site condition on the `instances` row named `table` (its alias).
+fn push_site(sql: &mut Sql, site: &SiteCondition, table: &str) {
+    let (condition, params) = site.condition(table);
+    sql.push("(").push(&condition).push(")");
+    sql.params.extend(params.into_iter().map(Value::Text));
 }
 
 /// The keys of one page, in order, and whether more matches follow.
@@ -255,7 +256,7 @@ fn by_keys(select: &str, site: &SiteCondition, key: &str, keys: &[String], group
     sql.push("SELECT ")
         .push(select)
         .push(" FROM instances WHERE ");
-    push_site(&mut sql, site);
+    push_site(&mut sql, site, "instances");
     sql.push(" AND ")
         .push(key)
         .push(" IN (")

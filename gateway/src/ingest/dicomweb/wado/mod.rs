@@ -4,8 +4,10 @@
 //! rendered to JPEG or PNG.
 //!
 //! Every route resolves its target through the index with the caller's
-//! site condition, so a study another site owns answers exactly like a
-//! missing one. Responses stream from disk (`multipart`); only rendering
+//! [`Visibility`], so a study another site owns answers exactly like a
+//! missing one, and where two readable sites hold a copy of one SOP
+//! Instance UID the caller gets one: its own site's, else the
+//! lowest-named site's. Responses stream from disk (`multipart`); only rendering
 //! and decoding load an instance into memory, one at a time per core
 //! (`decode`).
 //!
@@ -37,7 +39,7 @@ use std::path::{Component, Path, PathBuf};
 use actix_web::web;
 
 use super::DicomwebState;
-use super::auth::site_condition;
+use super::auth::Visibility;
 use super::error::DicomWebError;
 use crate::auth::Principal;
 use crate::store::uid::validate_uid;
@@ -177,7 +179,7 @@ pub(crate) async fn find_instances(
     principal: &Principal,
     target: &Target,
 ) -> Result<Vec<IndexedInstance>, DicomWebError> {
-    let (site_sql, site_params) = site_condition(principal);
+    let (site_sql, site_params) = Visibility::of(principal).condition("instances");
     let mut sql = String::from(
         "SELECT study_instance_uid, series_instance_uid, sop_instance_uid, transfer_syntax_uid, \
          file_size, path FROM instances WHERE study_instance_uid = ?",

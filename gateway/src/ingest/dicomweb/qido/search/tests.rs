@@ -3,6 +3,7 @@
 
 use super::super::plan::{Limits, SearchPlan, Target};
 use super::*;
+use crate::auth::ReadSites;
 use crate::store::IndexedAttributes;
 use crate::store::index::{self, IndexRow};
 
@@ -130,11 +131,11 @@ fn index() -> Index {
 }
 
 fn all_sites() -> SiteCondition {
-    ("1 = 1".into(), Vec::new())
+    Visibility::new("north", &ReadSites::All)
 }
 
 fn north() -> SiteCondition {
-    ("site IN (?)".into(), vec!["north".into()])
+    Visibility::new("north", &ReadSites::parse("north", ""))
 }
 
 fn search(index: &Index, target: Target, query: &str, site: &SiteCondition) -> Page {
@@ -180,6 +181,62 @@ fn other_sites_are_invisible() {
     assert!(search(&index, target, "", &north()).results.is_empty());
     let page = search(&index, Target::AllInstances, "PatientID=P3", &north());
     assert!(page.results.is_empty());
+}
+
+/// South holds its own copy of one of north's instances (a study sent to
+/// both hospitals): a reader of both sites sees each UID once, its own
+/// site's copy first, and counts that match what WADO-RS would return.
+#[test]
+fn a_reader_of_two_sites_sees_one_copy_of_a_uid_both_hold() {
+    let mut index = index();
+    let copied = "1.1.1.1";
+    let (study, series) = ("1.1", "1.1.1");
+    let south_copy = IndexRow {
+        attributes: IndexedAttributes {
+            sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
+            sop_instance_uid: copied.into(),
+            study_instance_uid: study.into(),
+            series_instance_uid: series.into(),
+            instance_number: Some(1),
+            modality: Some("CT".into()),
+            series_number: Some(1),
+            study_date: Some("20240115".into()),
+            ..Default::default()
+        },
+        site: "south".into(),
+        calling_ae: "TEST".into(),
+        protocol: "stow".into(),
+        received_at: "2024-01-02T00:00:00Z".into(),
+        transfer_syntax_uid: "1.2.840.10008.1.2.1".into(),
+        file_size: 1,
+        sha256: "11".into(),
+        path: "instances/south/1.1.1.1.dcm".into(),
+    };
+    let tx = index.conn.transaction().unwrap();
+    index::upsert(&tx, &south_copy).unwrap();
+    tx.commit().unwrap();
+
+    let south_and_north = Visibility::new("south", &ReadSites::parse("south", "north"));
+    for (reader, path_of_copy) in [
+        (north(), "instances/1.1.1.1.dcm"),
+        (all_sites(), "instances/1.1.1.1.dcm"),
+        (south_and_north, "instances/south/1.1.1.1.dcm"),
+    ] {
+        let studies = search(&index, Target::AllStudies, "StudyInstanceUID=1.1", &reader);
+        assert_eq!(
+            studies.results[0].study.as_ref().map(|f| f.instances),
+            Some(5),
+            "{reader:?}: the copy is counted once"
+        );
+        let target = Target::SeriesInstances {
+            study: study.into(),
+            series: series.into(),
+        };
+        let instances = search(&index, target, "", &reader).results;
+        let uids: Vec<&str> = instances.iter().map(|f| f.sop_uid.as_str()).collect();
+        assert_eq!(uids, ["1.1.1.1", "1.1.1.2", "1.1.1.3"], "{reader:?}");
+        assert_eq!(instances[0].representative, path_of_copy, "{reader:?}");
+    }
 }
 
 #[test]
