@@ -42,8 +42,10 @@ impl Store {
         staging.write_dataset(dataset).await?;
         let staged = staging.finish().await?;
         let ts = transfer_syntax.clone();
+        // The gateway never deflates what it makes: its size bounds it.
+        let limits = self.limits(dataset.len() as u64);
         let (attributes, staged) =
-            tokio::task::spawn_blocking(move || (parse_header(&staged, &ts), staged))
+            tokio::task::spawn_blocking(move || (parse_header(&staged, &ts, &limits), staged))
                 .await
                 .map_err(|e| StoreError::Commit(format!("header task: {e}")))?;
         let attributes = match attributes {

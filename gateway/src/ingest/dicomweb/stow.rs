@@ -360,8 +360,9 @@ async fn receive_part(
     };
 
     let ts = transfer_syntax.clone();
+    let limits = state.store.limits(limit);
     let (parsed, staged) =
-        tokio::task::spawn_blocking(move || (store::parse_header(&staged, &ts), staged))
+        tokio::task::spawn_blocking(move || (store::parse_header(&staged, &ts, &limits), staged))
             .await
             .map_err(DicomWebError::internal)?;
     let attributes = match parsed {

@@ -305,8 +305,12 @@ impl Session<'_> {
 
         let (parsed, staged) = {
             let transfer_syntax = context.transfer_syntax.clone();
+            let limits = self.ctx.store.limits(self.ctx.config.max_instance_size);
             tokio::task::spawn_blocking(move || {
-                (store::parse_header(&staged, &transfer_syntax), staged)
+                (
+                    store::parse_header(&staged, &transfer_syntax, &limits),
+                    staged,
+                )
             })
             .await
             .map_err(|e| {
