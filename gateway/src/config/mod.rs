@@ -110,6 +110,8 @@ pub struct TlsFiles {
 pub struct StoreConfig {
     pub min_free_space: u64,
     pub duplicate_policy: DuplicatePolicy,
+    /// Deepest sequence nesting accepted from a peer (`store::validate`).
+    pub max_nesting_depth: usize,
 }
 
 /// What to do when a different object arrives with a SOP Instance UID we hold.

@@ -90,6 +90,7 @@ impl Default for RawDimse {
 pub struct RawStore {
     pub min_free_space: String,
     pub duplicate_policy: String,
+    pub max_nesting_depth: usize,
 }
 
 impl Default for RawStore {
@@ -97,6 +98,7 @@ impl Default for RawStore {
         Self {
             min_free_space: "1GiB".into(),
             duplicate_policy: "reject".into(),
+            max_nesting_depth: crate::store::validate::DEFAULT_MAX_DEPTH,
         }
     }
 }

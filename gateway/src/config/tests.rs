@@ -26,6 +26,7 @@ fn embedded_default_is_valid_and_has_the_demo_site() {
         "unknown AEs are off by default"
     );
     assert_eq!(config.store.duplicate_policy, DuplicatePolicy::Reject);
+    assert_eq!(config.store.max_nesting_depth, 64);
 }
 
 #[test]
@@ -40,6 +41,7 @@ fn every_problem_is_reported_at_once() {
         message_timeout = "soon"
         [store]
         duplicate_policy = "overwrite-silently"
+        max_nesting_depth = 257
         [[sites]]
         name = "Bad Name"
         ae_titles = []
@@ -54,6 +56,7 @@ fn every_problem_is_reported_at_once() {
         "dimse.max_pdu_length",
         "dimse.message_timeout",
         "store.duplicate_policy",
+        "store.max_nesting_depth",
         "sites[0].name",
         "sites[0].ae_titles",
         "sites[0].allowed_peers",

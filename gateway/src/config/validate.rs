@@ -16,6 +16,9 @@ use super::{
 /// Smallest and largest max PDU we allow an operator to configure (bytes).
 /// PS3.8 allows up to 2^32-1; we cap well below so a PDU always fits memory.
 const MAX_PDU_RANGE: std::ops::RangeInclusive<u32> = 4096..=4 * 1024 * 1024;
+/// Sequence nesting a peer may use: at least one level, and no deeper than
+/// fo-dicom's 256 (dicom-rs parses that on a 2 MiB blocking-thread stack).
+const MAX_NESTING_DEPTH_RANGE: std::ops::RangeInclusive<usize> = 1..=256;
 
 pub(super) struct Problems(pub(super) Vec<String>);
 
@@ -173,9 +176,18 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> (GatewayConfig, Ve
             DuplicatePolicy::Reject
         }
     };
+    if !MAX_NESTING_DEPTH_RANGE.contains(&raw.store.max_nesting_depth) {
+        p.push(format!(
+            "store.max_nesting_depth: {} is outside {}..={}",
+            raw.store.max_nesting_depth,
+            MAX_NESTING_DEPTH_RANGE.start(),
+            MAX_NESTING_DEPTH_RANGE.end()
+        ));
+    }
     let store = StoreConfig {
         min_free_space: p.size("store.min_free_space", &raw.store.min_free_space),
         duplicate_policy,
+        max_nesting_depth: raw.store.max_nesting_depth,
     };
 
     let metrics_listen = match cli.metrics_addr {

@@ -105,10 +105,11 @@ impl Store {
         provenance: &Provenance,
     ) -> Result<(StagedFile, IndexedAttributes), StoreError> {
         let transfer_syntax = provenance.transfer_syntax_uid.clone();
+        let limits = self.limits(staged.max_dataset_bytes);
         let (parsed, staged) = tokio::task::spawn_blocking(move || {
             // A dependency that panics on these bytes costs this object only.
             let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                parse_header(&staged, &transfer_syntax)
+                parse_header(&staged, &transfer_syntax, &limits)
             }))
             .unwrap_or_else(|_| {
                 Err(StoreError::Unreadable(

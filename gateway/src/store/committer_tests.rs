@@ -69,6 +69,7 @@ impl Fixture {
             file_size: bytes.len() as u64,
             dataset_size: bytes.len() as u64,
             dataset_offset: 0,
+            max_dataset_bytes: bytes.len() as u64,
         }
     }
 

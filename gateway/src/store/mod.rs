@@ -15,11 +15,11 @@ mod committer;
 mod generated;
 pub mod index;
 mod layout;
-pub mod length_guard;
 mod reader;
 mod reconcile;
 mod staging;
 pub mod uid;
+pub mod validate;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,6 +64,9 @@ pub enum StoreError {
     Commit(String),
     #[error("data set cannot be parsed: {0}")]
     Unreadable(String),
+    /// The data set failed the bounded walk that runs before any parser.
+    #[error("{0}")]
+    Invalid(validate::Violation),
     /// The data set is not the instance the protocol announced, or lacks
     /// an identifier the index keys on.
     #[error("{0}")]
@@ -95,6 +98,7 @@ impl StoreError {
             Self::Write(_) => "write_error",
             Self::Index(_) | Self::Commit(_) => "index_error",
             Self::Unreadable(_) => "unreadable",
+            Self::Invalid(violation) => violation.as_label(),
             Self::Mismatch(_) => "mismatch",
             Self::DuplicateConflict => "duplicate_conflict",
             Self::ShuttingDown => "shutting_down",
@@ -183,6 +187,15 @@ impl Store {
         ))
     }
 
+    /// The validator's limits for a data set of at most `max_dataset_bytes`
+    /// (the protocol's instance or body limit) under this store's depth cap.
+    pub fn limits(&self, max_dataset_bytes: u64) -> validate::Limits {
+        validate::Limits {
+            max_depth: self.inner.config.max_nesting_depth,
+            max_dataset_bytes,
+        }
+    }
+
     pub fn layout(&self) -> &Layout {
         &self.inner.layout
     }
@@ -255,25 +268,21 @@ impl Store {
 }
 
 /// Reads the header (everything before Pixel Data) of a staged Part 10
-/// file, after checking every declared element length against the bytes
-/// actually present (see [`length_guard`]). Blocking: call it from
-/// `spawn_blocking`.
+/// file, after the bounded walk of the whole data set (see [`validate`]):
+/// nesting depth, every declared length against the bytes present (Pixel
+/// Data included), inflated size. Blocking: call it from `spawn_blocking`.
 pub fn parse_header(
     staged: &StagedFile,
     transfer_syntax_uid: &str,
+    limits: &validate::Limits,
 ) -> Result<IndexedAttributes, StoreError> {
-    use std::io::{BufReader, Seek, SeekFrom};
-    let (encoding, deflated) = length_guard::Encoding::of_transfer_syntax(transfer_syntax_uid);
-    let mut file = std::fs::File::open(&staged.path).map_err(StoreError::Write)?;
-    file.seek(SeekFrom::Start(staged.dataset_offset))
-        .map_err(StoreError::Write)?;
-    let reader = BufReader::new(file);
-    let checked = if deflated {
-        length_guard::check_lengths(flate2::read::DeflateDecoder::new(reader), None, encoding)
-    } else {
-        length_guard::check_lengths(reader, Some(staged.dataset_size), encoding)
-    };
-    checked.map_err(StoreError::Unreadable)?;
+    validate::validate_file(
+        &staged.path,
+        staged.dataset_offset,
+        transfer_syntax_uid,
+        limits,
+    )
+    .map_err(StoreError::Invalid)?;
     let obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(&staged.path)

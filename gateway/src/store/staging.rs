@@ -46,6 +46,9 @@ pub struct StagedFile {
     pub dataset_size: u64,
     /// Where the data set starts (after preamble and file meta).
     pub dataset_offset: u64,
+    /// The size limit the receiving protocol set; a deflated data set may
+    /// not inflate past it either.
+    pub max_dataset_bytes: u64,
 }
 
 impl StagingFile {
@@ -129,6 +132,7 @@ impl StagingFile {
             file_size: self.total_bytes,
             dataset_size: self.dataset_bytes,
             dataset_offset: self.total_bytes - self.dataset_bytes,
+            max_dataset_bytes: self.max_dataset_bytes,
         })
     }
 

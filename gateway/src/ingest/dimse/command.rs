@@ -7,8 +7,8 @@ use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
-use crate::store::length_guard;
 use crate::store::uid::trim_uid;
+use crate::store::validate;
 
 /// Command Field values (PS3.7 E.1).
 pub mod command_field {
@@ -67,14 +67,10 @@ impl DimseCommand {
             .ok_or(CommandError::Unparseable(
                 "implicit VR little endian unavailable".into(),
             ))?;
-        // Element lengths are checked first: the parser allocates a declared
-        // length before reading it.
-        length_guard::check_lengths(
-            bytes,
-            Some(bytes.len() as u64),
-            length_guard::Encoding::IMPLICIT_LE,
-        )
-        .map_err(CommandError::Unparseable)?;
+        // The bounded walk comes first: the parser allocates a declared
+        // length before reading it and recurses into sequences.
+        validate::validate_command_set(bytes)
+            .map_err(|violation| CommandError::Unparseable(violation.to_string()))?;
         let obj = InMemDicomObject::read_dataset_with_ts(bytes, ts)
             .map_err(|e| CommandError::Unparseable(e.to_string()))?;
         Self::from_command(&obj)

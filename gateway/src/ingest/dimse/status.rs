@@ -2,6 +2,7 @@
 //! store errors become statuses.
 
 use crate::store::StoreError;
+use crate::store::validate::Violation;
 
 pub const SUCCESS: u16 = 0x0000;
 /// General failure: a different object with this SOP Instance UID exists
@@ -23,6 +24,18 @@ pub const REFUSED_INSTANCE_TOO_LARGE: u16 = 0xA701;
 pub const ERROR_DATA_SET_MISMATCH: u16 = 0xA900;
 /// Storage: error, cannot understand (the data set does not parse).
 pub const ERROR_CANNOT_UNDERSTAND: u16 = 0xC000;
+// The rest of the C000–CFFF "cannot understand" family tells the
+// validator's classes apart (PS3.4 B.2.3 leaves the codes to the SCP).
+/// Cannot understand: sequences nested deeper than `store.max_nesting_depth`.
+pub const ERROR_NESTING_TOO_DEEP: u16 = 0xC001;
+/// Cannot understand: a declared length runs past the bytes present (Pixel
+/// Data and fragments included), or the data set is cut short.
+pub const ERROR_LENGTH_EXCEEDS_DATA: u16 = 0xC002;
+/// Cannot understand: (0002,xxxx) file meta elements inside the data set.
+pub const ERROR_FILE_META_IN_DATA_SET: u16 = 0xC003;
+/// Cannot understand: malformed encoding (items, delimiters, undefined
+/// lengths, value representations, tag order, repeated elements).
+pub const ERROR_MALFORMED_ENCODING: u16 = 0xC004;
 
 /// The C-STORE status for a store error.
 pub fn store_error_status(error: &StoreError) -> u16 {
@@ -34,8 +47,31 @@ pub fn store_error_status(error: &StoreError) -> u16 {
         | StoreError::ShuttingDown => REFUSED_OUT_OF_RESOURCES,
         StoreError::TooLarge { .. } => REFUSED_INSTANCE_TOO_LARGE,
         StoreError::Unreadable(_) => ERROR_CANNOT_UNDERSTAND,
+        StoreError::Invalid(violation) => violation_status(violation),
         StoreError::Mismatch(_) => ERROR_DATA_SET_MISMATCH,
         StoreError::DuplicateConflict => DUPLICATE_SOP_INSTANCE,
+    }
+}
+
+/// The status for a data set the validator refused.
+fn violation_status(violation: &Violation) -> u16 {
+    match violation {
+        Violation::TooDeep { .. } => ERROR_NESTING_TOO_DEEP,
+        Violation::LengthExceedsData { .. }
+        | Violation::CrossesEnd { .. }
+        | Violation::Truncated { .. } => ERROR_LENGTH_EXCEEDS_DATA,
+        Violation::ElementTooLarge { .. } | Violation::InflatedTooLarge { .. } => {
+            REFUSED_INSTANCE_TOO_LARGE
+        }
+        Violation::FileMetaInDataSet { .. } => ERROR_FILE_META_IN_DATA_SET,
+        Violation::MalformedItem { .. }
+        | Violation::MalformedDelimiter { .. }
+        | Violation::UndefinedLengthNotAllowed { .. }
+        | Violation::UnknownVr { .. }
+        | Violation::MisalignedLength { .. }
+        | Violation::OutOfOrder { .. }
+        | Violation::DuplicateElement { .. } => ERROR_MALFORMED_ENCODING,
+        Violation::Unreadable { .. } => ERROR_CANNOT_UNDERSTAND,
     }
 }
 

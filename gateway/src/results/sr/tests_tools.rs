@@ -147,7 +147,7 @@ print("decisions", ",".join(decisions))
     );
 }
 
-/// The store's own header path (length guard, then the index attributes)
+/// The store's own header path (validator, then the index attributes)
 /// reads the SR as it reads any received instance, so QIDO-RS finds it in
 /// the source study under the new series.
 #[test]
@@ -164,8 +164,13 @@ fn the_store_indexes_the_sr_in_the_source_study() {
         file_size: bytes.len() as u64,
         dataset_size: bytes.len() as u64 - dataset_offset,
         dataset_offset,
+        max_dataset_bytes: bytes.len() as u64,
     };
-    let attributes = crate::store::parse_header(&staged, "1.2.840.10008.1.2.1").unwrap();
+    let limits = crate::store::validate::Limits {
+        max_depth: crate::store::validate::DEFAULT_MAX_DEPTH,
+        max_dataset_bytes: bytes.len() as u64,
+    };
+    let attributes = crate::store::parse_header(&staged, "1.2.840.10008.1.2.1", &limits).unwrap();
     assert_eq!(attributes.sop_class_uid, COMPREHENSIVE_SR_STORAGE);
     assert_eq!(attributes.sop_instance_uid, request.sop_instance_uid);
     assert_eq!(attributes.study_instance_uid, STUDY_UID);

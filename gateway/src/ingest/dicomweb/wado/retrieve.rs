@@ -117,8 +117,9 @@ async fn respond(
             let source = instance.path.clone();
             let syntax = instance.transfer_syntax_uid.clone();
             let tmp_dir = state.store.layout().tmp_dir();
+            let limits = state.store.limits(state.config.max_body_size);
             let file = tokio::task::spawn_blocking(move || {
-                convert_to_explicit_le(&source, &syntax, &tmp_dir)
+                convert_to_explicit_le(&source, &syntax, &tmp_dir, &limits)
             })
             .await
             .map_err(DicomWebError::internal)?

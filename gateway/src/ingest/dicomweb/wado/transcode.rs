@@ -19,7 +19,7 @@ use super::transfer_syntax::{
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
 };
-use crate::store::length_guard::{self, Encoding};
+use crate::store::validate::{self, Limits};
 
 /// Whether an instance stored as `uid` can be sent as Explicit VR Little Endian.
 pub fn can_convert_to_explicit_le(uid: &str) -> bool {
@@ -43,16 +43,18 @@ impl Drop for ConvertedFile {
 }
 
 /// Writes `source` (stored as `stored_syntax`) re-encoded as Explicit VR
-/// Little Endian into `tmp_dir`. Blocking: call it from `spawn_blocking`.
+/// Little Endian into `tmp_dir`, after the validator has walked the whole
+/// stored data set under `limits`. Blocking: call it from `spawn_blocking`.
 pub fn convert_to_explicit_le(
     source: &Path,
     stored_syntax: &str,
     tmp_dir: &Path,
+    limits: &Limits,
 ) -> Result<ConvertedFile, String> {
     if !can_convert_to_explicit_le(stored_syntax) {
         return Err(format!("{stored_syntax} is not a native transfer syntax"));
     }
-    check_whole_file(source, stored_syntax)?;
+    check_whole_file(source, stored_syntax, limits)?;
     let mut object = OpenFileOptions::new()
         .open_file(source)
         .map_err(|e| format!("stored file does not parse: {e}"))?;
@@ -76,36 +78,21 @@ pub fn convert_to_explicit_le(
     Ok(converted)
 }
 
-/// The parser allocates declared lengths up front: check every one against
-/// the file before reading it whole (the ingest check stopped at Pixel Data).
-fn check_whole_file(source: &Path, stored_syntax: &str) -> Result<(), String> {
-    use std::io::{BufReader, Read, Seek, SeekFrom};
+/// The parser allocates declared lengths up front, recurses into sequences
+/// and inflates without a cap: walk the whole stored data set, Pixel Data
+/// included, before reading it in full.
+fn check_whole_file(source: &Path, stored_syntax: &str, limits: &Limits) -> Result<(), String> {
+    use std::io::Read;
     let mut file =
         std::fs::File::open(source).map_err(|e| format!("cannot open stored file: {e}"))?;
-    let total = file.metadata().map_err(|e| e.to_string())?.len();
-    // Skip preamble, DICM and the file meta group (explicit VR LE, group length first).
+    // Preamble, DICM and the file meta group length (explicit VR LE, first).
     let mut head = [0u8; 144];
     file.read_exact(&mut head)
         .map_err(|_| "stored file is too short".to_string())?;
     let meta_length = u32::from_le_bytes([head[140], head[141], head[142], head[143]]) as u64;
-    let dataset_offset = 144 + meta_length;
-    file.seek(SeekFrom::Start(dataset_offset))
-        .map_err(|e| e.to_string())?;
-    let (encoding, deflated) = Encoding::of_transfer_syntax(stored_syntax);
-    let reader = BufReader::new(file);
-    if deflated {
-        length_guard::check_lengths_to_end(
-            flate2::read::DeflateDecoder::new(reader),
-            None,
-            encoding,
-        )
-    } else {
-        length_guard::check_lengths_to_end(
-            reader,
-            Some(total.saturating_sub(dataset_offset)),
-            encoding,
-        )
-    }
+    validate::validate_file(source, 144 + meta_length, stored_syntax, limits)
+        .map(|_| ())
+        .map_err(|violation| format!("stored file fails validation: {violation}"))
 }
 
 #[cfg(test)]
