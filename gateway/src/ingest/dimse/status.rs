@@ -107,6 +107,32 @@ mod tests {
             store_error_status(&StoreError::Unreadable("x".into())) & 0xF000,
             0xC000
         );
+        let invalid = |v: Violation| store_error_status(&StoreError::Invalid(v));
+        let tag = dicom_core::Tag(0x0040, 0xA730);
+        assert_eq!(
+            invalid(Violation::TooDeep { tag, max_depth: 64 }),
+            ERROR_NESTING_TOO_DEEP
+        );
+        assert_eq!(
+            invalid(Violation::LengthExceedsData {
+                tag,
+                declared: 10,
+                left: 2
+            }),
+            ERROR_LENGTH_EXCEEDS_DATA
+        );
+        assert_eq!(
+            invalid(Violation::FileMetaInDataSet { tag }),
+            ERROR_FILE_META_IN_DATA_SET
+        );
+        assert_eq!(
+            invalid(Violation::DuplicateElement { tag }),
+            ERROR_MALFORMED_ENCODING
+        );
+        assert_eq!(
+            invalid(Violation::InflatedTooLarge { limit: 1 }),
+            REFUSED_INSTANCE_TOO_LARGE
+        );
         assert_eq!(status_class(SUCCESS), "success");
         assert_eq!(status_class(0xB000), "warning");
         assert_eq!(status_class(ERROR_DATA_SET_MISMATCH), "failure");
