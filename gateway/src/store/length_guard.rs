@@ -22,6 +22,7 @@ pub const MAX_ELEMENT_BYTES: u64 = 512 * 1024 * 1024;
 const UNDEFINED_LENGTH: u32 = 0xFFFF_FFFF;
 const ITEM_GROUP: u16 = 0xFFFE;
 const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
+const SEQUENCE_DELIMITER: Tag = Tag(ITEM_GROUP, 0xE0DD);
 
 /// How the data set is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +97,10 @@ fn walk(
         inner: reader,
         consumed: 0,
     };
+    // Inside encapsulated Pixel Data, items are fragments of raw bytes (a
+    // JPEG, an RLE frame): their lengths are checked and their contents
+    // skipped, never walked as elements.
+    let mut in_fragments = false;
     loop {
         let mut tag_bytes = [0u8; 4];
         match read_full(&mut reader, &mut tag_bytes) {
@@ -146,10 +151,18 @@ fn walk(
             (dictionary_vr(tag), read_u32(&mut reader, encoding)?)
         };
 
+        if tag == PIXEL_DATA && length == UNDEFINED_LENGTH {
+            in_fragments = true;
+            continue;
+        }
+        if tag == SEQUENCE_DELIMITER {
+            in_fragments = false;
+        }
         // Sequences and items are entered, not skipped: their contents are
         // elements whose lengths need the same check.
-        let enter =
-            length == UNDEFINED_LENGTH || vr == Some(VR::SQ) || tag == Tag(ITEM_GROUP, 0xE000);
+        let enter = length == UNDEFINED_LENGTH
+            || vr == Some(VR::SQ)
+            || (tag == Tag(ITEM_GROUP, 0xE000) && !in_fragments);
         if length == UNDEFINED_LENGTH {
             continue;
         }
@@ -293,6 +306,29 @@ mod tests {
         bytes.extend([0x08, 0x00, 0x55, 0x11, b'U', b'T', 0, 0]);
         bytes.extend(0x8000_0000u32.to_le_bytes());
         let err = check_lengths(&bytes[..], Some(bytes.len() as u64), EXPLICIT_LE).unwrap_err();
+        assert!(err.contains("declares"), "{err}");
+    }
+
+    #[test]
+    fn fragments_of_encapsulated_pixel_data_are_skipped_and_checked() {
+        let mut bytes = element_explicit(0x0008, 0x0060, b"CS", b"CT");
+        bytes.extend([
+            0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+        ]);
+        // Empty offset table, then a fragment whose bytes look like a lying element.
+        bytes.extend([0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0]);
+        let fragment = [0xFF, 0xD8, 0xFF, 0xE0, 0xFF, 0xFF, 0xFF, 0x7F];
+        bytes.extend([0xFE, 0xFF, 0x00, 0xE0, 8, 0, 0, 0]);
+        bytes.extend(fragment);
+        bytes.extend([0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        let total = Some(bytes.len() as u64);
+        assert_eq!(check_lengths_to_end(&bytes[..], total, EXPLICIT_LE), Ok(()));
+
+        // A fragment declaring more than follows.
+        let at = bytes.len() - 8 - fragment.len() - 4;
+        bytes[at..at + 4].copy_from_slice(&0x6000_0000u32.to_le_bytes());
+        let total = Some(bytes.len() as u64);
+        let err = check_lengths_to_end(&bytes[..], total, EXPLICIT_LE).unwrap_err();
         assert!(err.contains("declares"), "{err}");
     }
 
