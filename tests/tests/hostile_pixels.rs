@@ -33,9 +33,10 @@ const PIXEL_DATA_LIE: u32 = 0x6000_0000;
 /// Growth of the peak RSS allowed across the hostile series. Measured on
 /// the 2-core dev machine (debug build): a good 6-slice 64×64 series leaves
 /// the gateway at 56–58 MiB peak, and the hostile series, refused before
-/// any decode, adds 1–3 MiB. Before the fix the Pixel Data lie was
-/// zero-filled by the parser (+1.5 GiB) and the SOF lie decoded 8192×8192
-/// per attempt; 96 MiB leaves room for allocator noise and fails both.
+/// any decode, adds 1–3 MiB. The same tests against the binary before
+/// the fix peaked at 1599 MiB (Pixel Data lie, zero-filled by the parser)
+/// and 591 MiB (SOF lie, 8192×8192 decoded on each of three attempts);
+/// 96 MiB leaves room for allocator noise and fails both.
 const RSS_HEADROOM_KIB: u64 = 96 * 1024;
 /// Slices per series: enough that the bad one sits among good ones.
 const SLICES: usize = 6;
