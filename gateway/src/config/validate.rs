@@ -18,7 +18,8 @@ use super::{
 const MAX_PDU_RANGE: std::ops::RangeInclusive<u32> = 4096..=4 * 1024 * 1024;
 /// Sequence nesting a peer may use: at least one level, and no deeper than
 /// fo-dicom's 256 (dicom-rs parses that on a 2 MiB blocking-thread stack).
-const MAX_NESTING_DEPTH_RANGE: std::ops::RangeInclusive<usize> = 1..=256;
+const MAX_NESTING_DEPTH_RANGE: std::ops::RangeInclusive<usize> =
+    1..=crate::store::validate::MAX_CONFIGURABLE_DEPTH;
 
 pub(super) struct Problems(pub(super) Vec<String>);
 

@@ -27,7 +27,7 @@ use crate::audit::{self, AuditEntry};
 use crate::egress::EgressHandle;
 use crate::infer::{AttemptError, CircuitRegistry, Classification, EngineError, LoadedModel};
 use crate::models::PerImage;
-use crate::pixels::{PixelError, image_to_tensor};
+use crate::pixels::{PixelError, catch_decoder_panic, image_to_tensor, open_stored};
 use crate::results::sr::SrError;
 use crate::route::{RouteStateStore, RoutesHandle, Terminal};
 use crate::store::{Store, StoreError};
@@ -72,8 +72,16 @@ pub struct RunnerParts {
 pub enum JobError {
     #[error("the job's source instances are no longer stored")]
     SourceGone,
-    #[error("image: {0}")]
-    Pixels(#[from] PixelError),
+    /// One source image cannot be read: the job fails for good (no other
+    /// model would read it better, and a retry reads the same bytes).
+    #[error("image {position} of {count}: {error}")]
+    BadImage {
+        /// 1-based, in the job's source order.
+        position: usize,
+        count: usize,
+        #[source]
+        error: PixelError,
+    },
     #[error("engine: {0}")]
     Engine(#[from] EngineError),
     #[error("result: {0}")]
@@ -97,7 +105,9 @@ impl JobError {
             Self::Engine(e) => e.is_retryable(),
             Self::Store(e) => e.is_retryable(),
             Self::Index(_) | Self::Egress(_) | Self::Internal(_) => true,
-            Self::SourceGone | Self::Pixels(_) | Self::Result(_) | Self::ShadowFailed(_) => false,
+            Self::SourceGone | Self::BadImage { .. } | Self::Result(_) | Self::ShadowFailed(_) => {
+                false
+            }
         }
     }
 
@@ -105,7 +115,7 @@ impl JobError {
     pub fn as_label(&self) -> &'static str {
         match self {
             Self::SourceGone => "source_gone",
-            Self::Pixels(_) => "bad_image",
+            Self::BadImage { .. } => "bad_image",
             Self::Engine(e) => e.as_label(),
             Self::Result(_) => "result_invalid",
             Self::Store(_) => "store_error",
@@ -761,23 +771,33 @@ impl JobRunner {
         let mut inference = Duration::ZERO;
         let mut acquisition: Option<AcquisitionParams> = None;
         let mut inputs: Vec<InputStats> = Vec::new();
-        for source in sources {
+        for (index, source) in sources.iter().enumerate() {
             let path = self.inner.data_dir.join(&source.path);
             let manifest = Arc::clone(model.manifest());
             let hash_input = cache.is_enabled();
             let first = acquisition.is_none();
+            // The task boundary of the pixel pipeline: a decoder panic is
+            // caught here and fails this image like any other bad image.
             let (tensor, input, params, stats) = tokio::task::spawn_blocking(move || {
-                let object = dicom_object::open_file(&path)
-                    .map_err(|e| PixelError::Decode(format!("cannot read stored instance: {e}")))?;
-                let tensor = image_to_tensor(&object, 0, &manifest.preprocessing, &manifest.input)?;
-                let input = hash_input
-                    .then(|| crate::cache::InputDigest::of_tensor(&manifest.input.name, &tensor));
-                let params = first.then(|| AcquisitionParams::from_object(&object));
-                let stats = InputStats::of_tensor(&tensor);
-                Ok::<_, PixelError>((tensor, input, params, stats))
+                catch_decoder_panic(|| {
+                    let object = open_stored(&path)?;
+                    let tensor =
+                        image_to_tensor(&object, 0, &manifest.preprocessing, &manifest.input)?;
+                    let input = hash_input.then(|| {
+                        crate::cache::InputDigest::of_tensor(&manifest.input.name, &tensor)
+                    });
+                    let params = first.then(|| AcquisitionParams::from_object(&object));
+                    let stats = InputStats::of_tensor(&tensor);
+                    Ok::<_, PixelError>((tensor, input, params, stats))
+                })
             })
             .await
-            .map_err(|e| JobError::Internal(format!("pixel task: {e}")))??;
+            .map_err(|e| JobError::Internal(format!("pixel task: {e}")))?
+            .map_err(|error| JobError::BadImage {
+                position: index + 1,
+                count: sources.len(),
+                error,
+            })?;
             if let Some(params) = params {
                 acquisition = Some(params);
             }

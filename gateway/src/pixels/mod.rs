@@ -6,13 +6,25 @@
 //! window, MONOCHROME1 inversion, bilinear resize, channel replication,
 //! normalisation, layout. Image attributes come from peers, so every size is
 //! checked before anything is allocated: a bad image is a [`PixelError`],
-//! never a panic or an unbounded allocation.
+//! never a panic or an unbounded allocation. Stored files are opened with
+//! [`open_stored`] (every declared length checked against the file first),
+//! an encapsulated frame's own header must agree with the image before a
+//! decoder runs (`encapsulated`, `frame_header`), and the runner decodes
+//! inside [`catch_decoder_panic`].
 
+mod encapsulated;
+mod frame_header;
 mod geometry;
+#[cfg(test)]
+mod header_fuzz;
+#[cfg(test)]
+mod hostile_tests;
+mod open;
+#[cfg(test)]
+mod test_frames;
 #[cfg(test)]
 mod tests;
 
-use dicom_core::value::Value as DicomValue;
 use dicom_dictionary_std::tags;
 use dicom_object::{FileDicomObject, InMemDicomObject};
 use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, Rescale, VoiLutOption};
@@ -21,10 +33,18 @@ use ndarray::Array3;
 use crate::infer::Tensor;
 use crate::models::{Preprocessing, TensorSpec, Window};
 
+pub use encapsulated::{MAX_ENCODED_FRAME_BYTES, PixelEncoding, pixel_encoding};
+pub use frame_header::{CheckedFrame, FrameCodec, MAX_JPEG_HEADER_SCAN, check_frame};
 pub use geometry::resize_bilinear;
+pub use open::{MAX_STORED_INSTANCE_BYTES, catch_decoder_panic, open_stored};
 
 /// The most pixel data one object may declare (all frames, all samples).
 pub const MAX_PIXEL_DATA_BYTES: u64 = 512 * 1024 * 1024;
+/// The most one decoded frame may be (Rows × Columns × Samples × bytes per
+/// sample): the decoder writes this much, and the pipeline then holds it
+/// as f32. 64 MiB covers the largest radiographs (a 4320 × 4320 16-bit DX
+/// is 36 MiB) and 4096 × 5120 RGB.
+pub const MAX_FRAME_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Why a frame could not become a tensor. Every variant is the image's
 /// fault (or the manifest asking for something the image cannot give),
@@ -43,6 +63,17 @@ pub enum PixelError {
     Truncated { expected: u64, actual: u64 },
     #[error("cannot decode pixel data: {0}")]
     Decode(String),
+    /// An encapsulated frame's own header (JPEG SOF, JPEG-LS SOF55, JPEG
+    /// 2000 SIZ, RLE segment table) disagrees with the image or is
+    /// malformed; nothing was decoded.
+    #[error("{codec} frame header: {reason}")]
+    FrameHeader { codec: &'static str, reason: String },
+    /// The stored file failed the length check, or dicom-rs could not read it.
+    #[error("unreadable stored instance: {0}")]
+    Unreadable(String),
+    /// A decoder library panicked on the image (caught at the task boundary).
+    #[error("decoder panicked: {0}")]
+    DecoderPanic(String),
     #[error("unsupported image: {0}")]
     Unsupported(String),
     #[error("built tensor of shape {built:?}, the model takes {expected:?}")]
@@ -88,7 +119,7 @@ pub fn image_to_tensor(
             image.number_of_frames
         )));
     }
-    check_pixel_data_length(object, &image)?;
+    encapsulated::check_pixel_data(object, &image, frame)?;
     let photometric = string_attribute(object, tags::PHOTOMETRIC_INTERPRETATION)
         .ok_or(PixelError::MissingAttribute("PhotometricInterpretation"))?;
     let monochrome1 = match (photometric.as_str(), image.samples_per_pixel) {
@@ -129,7 +160,8 @@ pub fn image_to_tensor(
 }
 
 /// Reads and checks Rows, Columns, Samples per Pixel, Bits Allocated/Stored
-/// and Number of Frames, and the total size they declare.
+/// and Number of Frames, and the sizes they declare (one frame under
+/// [`MAX_FRAME_BYTES`], all frames under [`MAX_PIXEL_DATA_BYTES`]).
 pub fn checked_geometry(
     object: &FileDicomObject<InMemDicomObject>,
 ) -> Result<ImageGeometry, PixelError> {
@@ -178,6 +210,12 @@ pub fn checked_geometry(
             limit: MAX_PIXEL_DATA_BYTES,
         });
     };
+    if frame_bytes > MAX_FRAME_BYTES {
+        return Err(PixelError::TooLarge {
+            declared: frame_bytes,
+            limit: MAX_FRAME_BYTES,
+        });
+    }
     if declared > MAX_PIXEL_DATA_BYTES {
         return Err(PixelError::TooLarge {
             declared,
@@ -193,39 +231,6 @@ pub fn checked_geometry(
         number_of_frames: frames as u32,
         frame_bytes,
     })
-}
-
-/// Native pixel data must hold every declared frame; encapsulated pixel
-/// data must have fragments (the decoder's output is bounded by the
-/// geometry already checked).
-fn check_pixel_data_length(
-    object: &FileDicomObject<InMemDicomObject>,
-    image: &ImageGeometry,
-) -> Result<(), PixelError> {
-    let element = object
-        .element_opt(tags::PIXEL_DATA)
-        .ok()
-        .flatten()
-        .ok_or(PixelError::MissingAttribute("PixelData"))?;
-    match element.value() {
-        DicomValue::Primitive(value) => {
-            let expected = image.frame_bytes * u64::from(image.number_of_frames);
-            let actual = value.calculate_byte_len() as u64;
-            if actual < expected {
-                return Err(PixelError::Truncated { expected, actual });
-            }
-            Ok(())
-        }
-        DicomValue::PixelSequence(sequence) if !sequence.fragments().is_empty() => Ok(()),
-        DicomValue::PixelSequence(_) => Err(PixelError::Truncated {
-            expected: image.frame_bytes,
-            actual: 0,
-        }),
-        DicomValue::Sequence(_) => Err(PixelError::InvalidAttribute {
-            name: "PixelData",
-            reason: "a sequence".into(),
-        }),
-    }
 }
 
 /// Decodes one frame to `[samples, rows, columns]` f32, through the

@@ -61,6 +61,11 @@ pub struct Limits {
 
 /// `store.max_nesting_depth` unless configured (fo-dicom allows 256).
 pub const DEFAULT_MAX_DEPTH: usize = 64;
+/// The deepest `store.max_nesting_depth` may be set to. Files already
+/// stored are re-walked against this (they passed the configured depth when
+/// they arrived, and a later, lower setting must not strand them); dicom-rs
+/// parses this depth on a 2 MiB stack.
+pub const MAX_CONFIGURABLE_DEPTH: usize = 256;
 
 /// Largest single element we let the parser allocate, Pixel Data aside
 /// (the instance size bounds it). Real non-pixel elements (overlays,
