@@ -33,7 +33,7 @@ use ndarray::Array3;
 use crate::infer::Tensor;
 use crate::models::{Preprocessing, TensorSpec, Window};
 
-pub use encapsulated::{MAX_ENCODED_FRAME_BYTES, PixelEncoding, pixel_encoding};
+pub use encapsulated::{MAX_ENCODED_FRAME_BYTES, PixelEncoding, check_pixel_data, pixel_encoding};
 pub use frame_header::{CheckedFrame, FrameCodec, MAX_JPEG_HEADER_SCAN, check_frame};
 pub use geometry::resize_bilinear;
 pub use open::{MAX_STORED_INSTANCE_BYTES, catch_decoder_panic, open_stored};

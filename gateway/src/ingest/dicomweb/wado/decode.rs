@@ -13,13 +13,14 @@ use std::sync::OnceLock;
 
 use dicom_dictionary_std::tags;
 use dicom_encoding::TransferSyntaxIndex;
-use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use dicom_object::DefaultDicomObject;
 use dicom_pixeldata::{ConvertOptions, PixelDecoder, VoiLutOption};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use image::DynamicImage;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::ingest::dicomweb::error::DicomWebError;
+use crate::pixels;
 
 /// Largest stored file we load to decode.
 pub const MAX_FILE_BYTES: u64 = 1 << 30;
@@ -83,9 +84,7 @@ pub fn can_decode(uid: &str) -> bool {
 /// Frame `frame` (0-based) in its native, uncompressed form. Blocking.
 pub fn native_frame(path: &Path, frame: u32) -> Result<Vec<u8>, DecodeError> {
     let obj = open_checked(path, frame)?;
-    let decoded = obj
-        .decode_pixel_data_frame(frame)
-        .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+    let decoded = decode_frame(&obj, frame)?;
     Ok(decoded.data().to_vec())
 }
 
@@ -97,13 +96,24 @@ pub fn render_frame(
     voi: VoiLutOption,
 ) -> Result<DynamicImage, DecodeError> {
     let obj = open_checked(path, frame)?;
-    let decoded = obj
-        .decode_pixel_data_frame(frame)
-        .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+    let decoded = decode_frame(&obj, frame)?;
     let options = ConvertOptions::new().with_voi_lut(voi).force_8bit();
     decoded
         .to_dynamic_image_with_options(0, &options)
         .map_err(|e| DecodeError::Corrupt(e.to_string()))
+}
+
+/// Decodes one frame; a codec that panics on these bytes is a corrupt image.
+fn decode_frame(
+    obj: &DefaultDicomObject,
+    frame: u32,
+) -> Result<dicom_pixeldata::DecodedPixelData<'static>, DecodeError> {
+    pixels::catch_decoder_panic(|| {
+        obj.decode_pixel_data_frame(frame)
+            .map(|decoded| decoded.to_owned())
+            .map_err(|e| pixels::PixelError::Decode(e.to_string()))
+    })
+    .map_err(|e| DecodeError::Corrupt(e.to_string()))
 }
 
 /// Opens the whole instance once its size, codec and geometry show that
@@ -117,9 +127,9 @@ fn open_checked(path: &Path, frame: u32) -> Result<DefaultDicomObject, DecodeErr
             "{size} bytes, the limit is {MAX_FILE_BYTES}"
         )));
     }
-    let obj = OpenFileOptions::new()
-        .open_file(path)
-        .map_err(|e| DecodeError::Read(e.to_string()))?;
+    // The same walk and frame-header checks as the inference pipeline: a
+    // stored file is peer bytes, and the codecs trust their headers.
+    let obj = pixels::open_stored(path).map_err(|e| DecodeError::Corrupt(e.to_string()))?;
     let transfer_syntax = obj
         .meta()
         .transfer_syntax()
@@ -160,6 +170,9 @@ fn open_checked(path: &Path, frame: u32) -> Result<DefaultDicomObject, DecodeErr
                 "{rows}x{columns} with {samples} samples of {bits} bits"
             ))
         })?;
+    let image = pixels::checked_geometry(&obj).map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+    pixels::check_pixel_data(&obj, &image, frame)
+        .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
     if let Some(native) = pixel_data.value().primitive() {
         // dicom-pixeldata slices native frames out of the value; make sure
         // the frame is there before it does.
