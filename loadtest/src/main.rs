@@ -19,6 +19,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use dicom_loadtest::report::StoreReport;
 use dicom_loadtest::run::{StoreRunConfig, prepare_series, run_store};
 use dicom_loadtest::scu::{DEFAULT_MAX_PDU, ScuOptions, StoreClient};
+use dicom_loadtest::synth::hostile::{HostileKind, hostile};
 use dicom_loadtest::synth::{SeriesGenerator, SeriesSpec, SynthModality, synthetic_patient};
 
 #[derive(Debug, Parser)]
@@ -132,6 +133,11 @@ struct GenerateArgs {
     out: PathBuf,
     #[command(flatten)]
     series: SeriesArgs,
+    /// Write these hostile objects (comma-separated kind names, or `all`)
+    /// as `hostile-KIND.dcm` instead of series: the seed corpus of the
+    /// gateway's fuzz targets. The seed is --seed.
+    #[arg(long, value_delimiter = ',')]
+    hostile: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -222,6 +228,9 @@ async fn store(args: StoreArgs) -> anyhow::Result<ExitCode> {
 fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("could not create {}", args.out.display()))?;
+    if !args.hostile.is_empty() {
+        return generate_hostile(&args);
+    }
     let mut files = 0usize;
     let mut bytes = 0usize;
     for (series_index, spec) in series_specs(&args.series).iter().enumerate() {
@@ -243,6 +252,25 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         bytes as f64 / 1e6,
         args.out.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn generate_hostile(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
+    let mut kinds = Vec::new();
+    for name in &args.hostile {
+        if name.eq_ignore_ascii_case("all") {
+            kinds.extend(HostileKind::ALL);
+        } else {
+            kinds.push(name.parse::<HostileKind>()?);
+        }
+    }
+    for kind in kinds {
+        let object = hostile(kind, args.series.seed)
+            .with_context(|| format!("could not build the {kind} object"))?;
+        let path = args.out.join(format!("hostile-{kind}.dcm"));
+        write_file(&path, &object.part10)?;
+        eprintln!("wrote {} ({} bytes)", path.display(), object.part10.len());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -423,5 +451,39 @@ mod tests {
         let conflicting = ["dicom-loadtest", "generate", "--out", "x", "--studies", "2"];
         let with_uid = conflicting.iter().chain(&["--study-uid", "1.2.3"]);
         assert!(Cli::try_parse_from(with_uid).is_err());
+    }
+
+    #[test]
+    fn hostile_flag_writes_one_file_per_kind() {
+        let out = std::env::temp_dir().join(format!("loadtest-hostile-{}", std::process::id()));
+        let argv = ["dicom-loadtest", "generate", "--out"];
+        let rest = ["--hostile", "empty,few-bytes", "--seed", "3"];
+        let cli = Cli::try_parse_from(argv.into_iter().chain([out.to_str().unwrap()]).chain(rest))
+            .expect("parses");
+        let Command::Generate(args) = cli.command else {
+            panic!("not generate");
+        };
+        generate(args).expect("writes");
+        let mut names: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["hostile-empty.dcm", "hostile-few-bytes.dcm"]);
+        let few = std::fs::read(out.join("hostile-few-bytes.dcm")).unwrap();
+        assert_eq!(&few[128..132], b"DICM");
+        std::fs::remove_dir_all(&out).unwrap();
+        let bad = [
+            "dicom-loadtest",
+            "generate",
+            "--out",
+            "x",
+            "--hostile",
+            "nope",
+        ];
+        let Command::Generate(args) = Cli::try_parse_from(bad).unwrap().command else {
+            panic!("not generate");
+        };
+        assert!(generate_hostile(&args).is_err());
     }
 }

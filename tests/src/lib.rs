@@ -9,6 +9,7 @@
 //! assert!(out.status.success());
 //! ```
 
+pub mod memory;
 pub mod redis;
 
 use std::net::SocketAddr;

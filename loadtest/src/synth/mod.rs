@@ -7,6 +7,7 @@
 
 mod attributes;
 mod encode;
+pub mod hostile;
 mod phantom;
 mod population;
 mod series;
