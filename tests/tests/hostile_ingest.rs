@@ -75,7 +75,7 @@ fn expected_reasons(kind: HostileKind) -> &'static [&'static str] {
         }
         K::UndefinedLengthText => &["undefined_length_not_allowed"],
         // An empty data set is well formed; it lacks the UIDs (0xA900).
-        K::Empty => &["truncated", "mismatch"],
+        K::Empty => &["truncated", "no_sop_uids"],
         K::FewBytes => &["truncated", "length_exceeds_data"],
         K::Garbage => GARBAGE_REASONS,
     }

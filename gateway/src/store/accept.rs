@@ -199,9 +199,7 @@ fn check_announced(
     // Garbage can parse as a few odd elements: with neither SOP UID it is
     // not a data set we understand at all (0xC000, not 0xA900).
     if attributes.sop_class_uid.is_empty() && attributes.sop_instance_uid.is_empty() {
-        return Err(StoreError::Unreadable(
-            "no SOP Class or SOP Instance UID in the data set".into(),
-        ));
+        return Err(StoreError::NoSopUids);
     }
     let source = announced.source;
     let mismatch = if attributes.sop_class_uid != announced.sop_class_uid {

@@ -64,6 +64,10 @@ pub enum StoreError {
     Commit(String),
     #[error("data set cannot be parsed: {0}")]
     Unreadable(String),
+    /// Parses, but names neither a SOP Class nor a SOP Instance: an empty
+    /// data set, or garbage that reads as a few odd elements.
+    #[error("no SOP Class or SOP Instance UID in the data set")]
+    NoSopUids,
     /// The data set failed the bounded walk that runs before any parser.
     #[error("{0}")]
     Invalid(validate::Violation),
@@ -99,6 +103,7 @@ impl StoreError {
             Self::Index(_) | Self::Commit(_) => "index_error",
             Self::Unreadable(_) => "unreadable",
             Self::Invalid(violation) => violation.as_label(),
+            Self::NoSopUids => "no_sop_uids",
             Self::Mismatch(_) => "mismatch",
             Self::DuplicateConflict => "duplicate_conflict",
             Self::ShuttingDown => "shutting_down",

@@ -46,7 +46,7 @@ pub fn store_error_status(error: &StoreError) -> u16 {
         | StoreError::Commit(_)
         | StoreError::ShuttingDown => REFUSED_OUT_OF_RESOURCES,
         StoreError::TooLarge { .. } => REFUSED_INSTANCE_TOO_LARGE,
-        StoreError::Unreadable(_) => ERROR_CANNOT_UNDERSTAND,
+        StoreError::Unreadable(_) | StoreError::NoSopUids => ERROR_CANNOT_UNDERSTAND,
         StoreError::Invalid(violation) => violation_status(violation),
         StoreError::Mismatch(_) => ERROR_DATA_SET_MISMATCH,
         StoreError::DuplicateConflict => DUPLICATE_SOP_INSTANCE,
