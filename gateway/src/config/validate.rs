@@ -16,6 +16,10 @@ use super::{
 /// Smallest and largest max PDU we allow an operator to configure (bytes).
 /// PS3.8 allows up to 2^32-1; we cap well below so a PDU always fits memory.
 const MAX_PDU_RANGE: std::ops::RangeInclusive<u32> = 4096..=4 * 1024 * 1024;
+/// Connections allowed to negotiate at once. Each may buffer one
+/// A-ASSOCIATE-RQ of up to `max_pdu_length` bytes, so the top of the range
+/// bounds that memory (1024 × 4 MiB at the very worst).
+const MAX_NEGOTIATING_RANGE: std::ops::RangeInclusive<usize> = 1..=1024;
 
 pub(super) struct Problems(pub(super) Vec<String>);
 
@@ -132,6 +136,20 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> Result<GatewayConf
     if d.max_associations == 0 {
         p.push("dimse.max_associations: must be at least 1".into());
     }
+    if !MAX_NEGOTIATING_RANGE.contains(&d.max_negotiating) {
+        p.push(format!(
+            "dimse.max_negotiating: {} is outside {}..={}",
+            d.max_negotiating,
+            MAX_NEGOTIATING_RANGE.start(),
+            MAX_NEGOTIATING_RANGE.end()
+        ));
+    }
+    if d.max_negotiating_per_peer == 0 || d.max_negotiating_per_peer > d.max_negotiating {
+        p.push(format!(
+            "dimse.max_negotiating_per_peer: {} is outside 1..=dimse.max_negotiating ({})",
+            d.max_negotiating_per_peer, d.max_negotiating
+        ));
+    }
     let max_instance_size = p.size("dimse.max_instance_size", &d.max_instance_size);
     if max_instance_size == 0 && d.max_instance_size.parse::<bytesize::ByteSize>().is_ok() {
         p.push("dimse.max_instance_size: must be greater than zero".into());
@@ -151,6 +169,10 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> Result<GatewayConf
         listen: dimse_listen,
         max_pdu_length: d.max_pdu_length,
         max_associations: d.max_associations.max(1),
+        max_negotiating: d
+            .max_negotiating
+            .clamp(*MAX_NEGOTIATING_RANGE.start(), *MAX_NEGOTIATING_RANGE.end()),
+        max_negotiating_per_peer: d.max_negotiating_per_peer.max(1),
         establish_timeout: p.duration("dimse.establish_timeout", &d.establish_timeout),
         message_timeout: p.duration("dimse.message_timeout", &d.message_timeout),
         idle_timeout: p.duration("dimse.idle_timeout", &d.idle_timeout),

@@ -1,16 +1,32 @@
-//! What we accept during association negotiation: Verification, every
-//! standard storage SOP class, and the transfer syntaxes we store as received.
+//! Association negotiation: what we accept (Verification, every standard
+//! storage SOP class, the transfer syntaxes we store as received) and our
+//! answer to an A-ASSOCIATE-RQ.
+//!
+//! We decide on the request ourselves rather than through dicom-ul's
+//! `ServerAssociationOptions::establish_async`: that call reads the request
+//! and writes its answer in one step, and its access-control hook can only
+//! refuse permanently (service user). Admission needs a step in between:
+//! only a request that everything here accepts takes an association slot,
+//! and with none free the peer must get the transient "local limit exceeded"
+//! rejection (2,3,2), so that it retries. dicom-ul still parses and encodes
+//! the PDUs; `mod.rs` reads the request under the establish deadline.
 
-use std::borrow::Cow;
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
 
 use dicom_dictionary_std::uids;
-use dicom_ul::association::server::{AccessControl, ServerAssociationOptions};
-use dicom_ul::pdu::{AssociationRJServiceUserReason, UserIdentity};
+use dicom_ul::Pdu;
+use dicom_ul::pdu::{
+    AbortRQServiceProviderReason, AbortRQSource, AssociationAC, AssociationRJ, AssociationRJResult,
+    AssociationRJServiceProviderPresentationReason, AssociationRJServiceUserReason,
+    AssociationRJSource, PresentationContextProposed, PresentationContextResult,
+    PresentationContextResultReason, UserVariableItem,
+};
 
 use super::storage_classes::STORAGE_SOP_CLASSES;
 use crate::sites::{SiteRegistry, SiteRejection};
+use crate::store::uid::trim_uid;
+use crate::store::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
 
 /// Transfer syntaxes we accept, in our order of preference. Data sets are
 /// stored exactly as received (no transcoding), so every one of these only
@@ -54,68 +70,192 @@ pub fn is_storage_sop_class(uid: &str) -> bool {
     STORAGE_SOP_CLASSES.iter().any(|(u, _)| *u == uid)
 }
 
-/// The verdict of [`SiteAccess`], read back after negotiation (dicom-ul only
-/// tells us "rejected", not by whom or as which site).
-pub type AccessVerdict = Arc<Mutex<Option<Result<String, SiteRejection>>>>;
-
-/// Per-connection access control: knows the peer address, which dicom-ul's
-/// own `AccessControl` callers do not pass in.
-#[derive(Clone)]
-pub struct SiteAccess {
-    pub sites: Arc<SiteRegistry>,
-    pub peer: IpAddr,
-    pub verdict: AccessVerdict,
+/// Our answer to the first PDU of a connection.
+#[derive(Debug)]
+pub enum Negotiated {
+    /// Send `answer` (A-ASSOCIATE-AC) once an association slot is held.
+    Accepted(Acceptance),
+    /// Send `answer` (A-ASSOCIATE-RJ, A-ABORT or A-RELEASE-RP) and close.
+    Refused { answer: Pdu, outcome: &'static str },
 }
 
-impl AccessControl for SiteAccess {
-    fn check_access(
-        &self,
-        _this_ae_title: &str,
-        calling_ae_title: &str,
-        called_ae_title: &str,
-        _user_identity: Option<&UserIdentity>,
-    ) -> Result<(), AssociationRJServiceUserReason> {
-        let verdict = self
-            .sites
-            .resolve(calling_ae_title, called_ae_title, self.peer);
-        let answer = match &verdict {
-            Ok(_) => Ok(()),
-            Err(SiteRejection::WrongCalledAe) => {
-                Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized)
+/// An association request we accept.
+#[derive(Debug)]
+pub struct Acceptance {
+    pub site: String,
+    pub calling_ae: String,
+    /// Accepted presentation contexts by ID; the rejected ones are only in `answer`.
+    pub contexts: HashMap<u8, AcceptedContext>,
+    pub answer: Pdu,
+}
+
+/// A presentation context the association may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedContext {
+    pub abstract_syntax: String,
+    pub transfer_syntax: String,
+}
+
+/// Who we are, for negotiation: our AE title is checked by `sites`.
+pub struct Acceptor<'a> {
+    pub sites: &'a SiteRegistry,
+    pub max_pdu_length: u32,
+}
+
+impl Acceptor<'_> {
+    /// Decides on the first PDU a peer at `peer` sent (PS3.8 9.3.2). Pure:
+    /// the caller reads the PDU, holds the slots and writes the answer, so
+    /// the association limit can answer "busy" with its own transient
+    /// A-ASSOCIATE-RJ after everything here said yes.
+    pub fn negotiate(&self, first: Pdu, peer: IpAddr) -> Negotiated {
+        let rq = match first {
+            Pdu::AssociationRQ(rq) => rq,
+            // What dicom-ul's acceptor answers too: a release before any
+            // association is released, anything else aborted.
+            Pdu::ReleaseRQ => return refused(Pdu::ReleaseRP, FAILED_NEGOTIATION),
+            Pdu::Unknown { .. } => {
+                return refused(abort(AbortReason::UnrecognizedPdu), FAILED_NEGOTIATION);
             }
-            // A known AE from a disallowed address is answered like an unknown
-            // AE, so a prober learns nothing about which titles exist.
-            Err(SiteRejection::UnknownCallingAe | SiteRejection::AddressNotAllowed) => {
-                Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized)
+            _ => return refused(abort(AbortReason::UnexpectedPdu), FAILED_NEGOTIATION),
+        };
+        if rq.protocol_version & PROTOCOL_VERSION_1 == 0 {
+            return refused(
+                permanent_rejection(AssociationRJServiceUserReason::NoReasonGiven),
+                FAILED_NEGOTIATION,
+            );
+        }
+        if trim_uid(&rq.application_context_name) != DICOM_APPLICATION_CONTEXT {
+            return refused(
+                permanent_rejection(
+                    AssociationRJServiceUserReason::ApplicationContextNameNotSupported,
+                ),
+                FAILED_NEGOTIATION,
+            );
+        }
+        let site = match self
+            .sites
+            .resolve(&rq.calling_ae_title, &rq.called_ae_title, peer)
+        {
+            Ok(site) => site,
+            Err(rejection) => {
+                let reason = match rejection {
+                    SiteRejection::WrongCalledAe => {
+                        AssociationRJServiceUserReason::CalledAETitleNotRecognized
+                    }
+                    // A known AE from a disallowed address is answered like
+                    // an unknown AE, so a prober learns nothing about which
+                    // titles exist.
+                    SiteRejection::UnknownCallingAe | SiteRejection::AddressNotAllowed => {
+                        AssociationRJServiceUserReason::CallingAETitleNotRecognized
+                    }
+                };
+                return refused(permanent_rejection(reason), rejection.as_label());
             }
         };
-        if let Ok(mut slot) = self.verdict.lock() {
-            *slot = Some(verdict);
-        }
-        answer
+        let mut contexts = HashMap::new();
+        let results = rq
+            .presentation_contexts
+            .iter()
+            .map(|pc| {
+                let (reason, transfer_syntax) = choose(pc);
+                if reason == PresentationContextResultReason::Acceptance {
+                    contexts.insert(
+                        pc.id,
+                        AcceptedContext {
+                            abstract_syntax: trim_uid(&pc.abstract_syntax).to_string(),
+                            transfer_syntax: transfer_syntax.to_string(),
+                        },
+                    );
+                }
+                PresentationContextResult {
+                    id: pc.id,
+                    reason,
+                    transfer_syntax: transfer_syntax.to_string(),
+                }
+            })
+            .collect();
+        // Role selection, extended negotiation and asynchronous operations
+        // are not offered: leaving their items out of the answer declines them.
+        let answer = Pdu::AssociationAC(AssociationAC {
+            protocol_version: PROTOCOL_VERSION_1,
+            calling_ae_title: rq.calling_ae_title.clone(),
+            called_ae_title: rq.called_ae_title,
+            application_context_name: rq.application_context_name,
+            presentation_contexts: results,
+            user_variables: vec![
+                UserVariableItem::MaxLength(self.max_pdu_length),
+                UserVariableItem::ImplementationClassUID(IMPLEMENTATION_CLASS_UID.into()),
+                UserVariableItem::ImplementationVersionName(IMPLEMENTATION_VERSION_NAME.into()),
+            ],
+        });
+        Negotiated::Accepted(Acceptance {
+            site,
+            calling_ae: rq.calling_ae_title.trim().to_string(),
+            contexts,
+            answer,
+        })
     }
 }
 
-/// Association options for one incoming connection.
-pub fn server_options(
-    ae_title: &str,
-    max_pdu_length: u32,
-    access: SiteAccess,
-) -> ServerAssociationOptions<'static, SiteAccess, dicom_ul::association::server::DefaultNegotiation>
-{
-    let mut options = ServerAssociationOptions::new()
-        .ae_access_control(access)
-        .ae_title(ae_title.to_string())
-        .max_pdu_length(max_pdu_length)
-        .strict(true)
-        .with_abstract_syntax(Cow::Borrowed(uids::VERIFICATION));
-    for (uid, _) in STORAGE_SOP_CLASSES.iter() {
-        options = options.with_abstract_syntax(Cow::Borrowed(*uid));
+/// A-ASSOCIATE-RJ transient, service provider (presentation), local limit
+/// exceeded (2,3,2): the association limit is reached, try again later.
+pub fn busy_rejection() -> Pdu {
+    Pdu::AssociationRJ(AssociationRJ {
+        result: AssociationRJResult::Transient,
+        source: AssociationRJSource::ServiceProviderPresentation(
+            AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
+        ),
+    })
+}
+
+/// Protocol version 1 is bit 0; a receiver tests only that bit (PS3.8 9.3.2).
+const PROTOCOL_VERSION_1: u16 = 0x0001;
+/// The DICOM Application Context Name (PS3.7 A.2.1).
+const DICOM_APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
+/// The transfer syntax named in a rejected presentation context's result
+/// (its value is not significant there; PS3.8 9.3.3.2).
+const REJECTED_CONTEXT_TRANSFER_SYNTAX: &str = "1.2.840.10008.1.2";
+/// Outcome label for requests refused on protocol grounds.
+const FAILED_NEGOTIATION: &str = "failed_negotiation";
+
+type AbortReason = AbortRQServiceProviderReason;
+
+/// Our result for one proposed presentation context: the first transfer
+/// syntax the peer proposed that we store as received.
+fn choose(pc: &PresentationContextProposed) -> (PresentationContextResultReason, &str) {
+    let abstract_syntax = trim_uid(&pc.abstract_syntax);
+    if abstract_syntax != uids::VERIFICATION && !is_storage_sop_class(abstract_syntax) {
+        return (
+            PresentationContextResultReason::AbstractSyntaxNotSupported,
+            REJECTED_CONTEXT_TRANSFER_SYNTAX,
+        );
     }
-    for (uid, _) in TRANSFER_SYNTAXES {
-        options = options.with_transfer_syntax(Cow::Borrowed(*uid));
+    pc.transfer_syntaxes
+        .iter()
+        .map(|ts| trim_uid(ts))
+        .find(|ts| TRANSFER_SYNTAXES.iter().any(|(ours, _)| ours == ts))
+        .map(|ts| (PresentationContextResultReason::Acceptance, ts))
+        .unwrap_or((
+            PresentationContextResultReason::TransferSyntaxesNotSupported,
+            REJECTED_CONTEXT_TRANSFER_SYNTAX,
+        ))
+}
+
+fn refused(answer: Pdu, outcome: &'static str) -> Negotiated {
+    Negotiated::Refused { answer, outcome }
+}
+
+fn permanent_rejection(reason: AssociationRJServiceUserReason) -> Pdu {
+    Pdu::AssociationRJ(AssociationRJ {
+        result: AssociationRJResult::Permanent,
+        source: AssociationRJSource::ServiceUser(reason),
+    })
+}
+
+fn abort(reason: AbortReason) -> Pdu {
+    Pdu::AbortRQ {
+        source: AbortRQSource::ServiceProvider(reason),
     }
-    options
 }
 
 #[cfg(test)]
@@ -139,6 +279,197 @@ mod tests {
         assert!(!is_storage_sop_class(uids::STORAGE_COMMITMENT_PUSH_MODEL));
         assert!(!is_storage_sop_class(uids::VERIFICATION));
         assert!(STORAGE_SOP_CLASSES.len() > 100);
+    }
+
+    fn acceptor_and_request(
+        calling_ae: &str,
+        contexts: Vec<PresentationContextProposed>,
+    ) -> (SiteRegistry, Pdu) {
+        let text = r#"
+            [[sites]]
+            name = "demo"
+            ae_titles = ["DEMO-SCU"]
+            allowed_peers = ["10.0.0.0/8"]
+            "#;
+        let config = crate::config::load_from_str(
+            text,
+            Vec::<(String, String)>::new(),
+            &crate::config::CliOverrides::default(),
+        )
+        .unwrap();
+        let rq = Pdu::AssociationRQ(dicom_ul::pdu::AssociationRQ {
+            protocol_version: 1,
+            calling_ae_title: calling_ae.into(),
+            called_ae_title: "GATEWAY".into(),
+            application_context_name: DICOM_APPLICATION_CONTEXT.into(),
+            presentation_contexts: contexts,
+            user_variables: vec![UserVariableItem::MaxLength(16_384)],
+        });
+        (SiteRegistry::from_config(&config), rq)
+    }
+
+    fn proposed(
+        id: u8,
+        abstract_syntax: &str,
+        transfer_syntaxes: &[&str],
+    ) -> PresentationContextProposed {
+        PresentationContextProposed {
+            id,
+            abstract_syntax: abstract_syntax.into(),
+            transfer_syntaxes: transfer_syntaxes.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 1, 2, 3));
+
+    #[test]
+    fn accepts_storage_and_verification_in_the_peers_order() {
+        let (sites, rq) = acceptor_and_request(
+            "DEMO-SCU ",
+            vec![
+                proposed(1, uids::VERIFICATION, &["1.2.840.10008.1.2"]),
+                proposed(
+                    3,
+                    "1.2.840.10008.5.1.4.1.1.2\0",
+                    &["1.2.3.4", "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.1"],
+                ),
+                proposed(
+                    5,
+                    uids::STORAGE_COMMITMENT_PUSH_MODEL,
+                    &["1.2.840.10008.1.2"],
+                ),
+                proposed(7, uids::MR_IMAGE_STORAGE, &["1.2.3.4"]),
+            ],
+        );
+        let acceptor = Acceptor {
+            sites: &sites,
+            max_pdu_length: 65_536,
+        };
+        let Negotiated::Accepted(accepted) = acceptor.negotiate(rq, PEER) else {
+            panic!("refused")
+        };
+        assert_eq!(accepted.site, "demo");
+        assert_eq!(accepted.calling_ae, "DEMO-SCU");
+        assert_eq!(accepted.contexts.len(), 2);
+        assert_eq!(
+            accepted.contexts[&3],
+            AcceptedContext {
+                abstract_syntax: "1.2.840.10008.5.1.4.1.1.2".into(),
+                transfer_syntax: "1.2.840.10008.1.2.4.50".into(),
+            }
+        );
+        let Pdu::AssociationAC(ac) = accepted.answer else {
+            panic!("not an A-ASSOCIATE-AC")
+        };
+        let reasons: Vec<_> = ac
+            .presentation_contexts
+            .iter()
+            .map(|pc| (pc.id, pc.reason.clone()))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (1, PresentationContextResultReason::Acceptance),
+                (3, PresentationContextResultReason::Acceptance),
+                (
+                    5,
+                    PresentationContextResultReason::AbstractSyntaxNotSupported
+                ),
+                (
+                    7,
+                    PresentationContextResultReason::TransferSyntaxesNotSupported
+                ),
+            ]
+        );
+        assert!(
+            ac.user_variables
+                .contains(&UserVariableItem::MaxLength(65_536))
+        );
+        assert!(
+            ac.user_variables
+                .contains(&UserVariableItem::ImplementationClassUID(
+                    IMPLEMENTATION_CLASS_UID.into()
+                ))
+        );
+        // The answer encodes.
+        let mut bytes = Vec::new();
+        dicom_ul::write_pdu(&mut bytes, &Pdu::AssociationAC(ac)).unwrap();
+    }
+
+    fn rejection_of(outcome: Negotiated) -> (Pdu, &'static str) {
+        match outcome {
+            Negotiated::Refused { answer, outcome } => (answer, outcome),
+            Negotiated::Accepted(_) => panic!("accepted"),
+        }
+    }
+
+    fn service_user_reason(pdu: &Pdu) -> AssociationRJServiceUserReason {
+        match pdu {
+            Pdu::AssociationRJ(AssociationRJ {
+                result: AssociationRJResult::Permanent,
+                source: AssociationRJSource::ServiceUser(reason),
+            }) => reason.clone(),
+            other => panic!("not a permanent service-user rejection: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_and_misplaced_callers_get_the_same_rejection() {
+        let (sites, rq) = acceptor_and_request("NOBODY", vec![]);
+        let acceptor = Acceptor {
+            sites: &sites,
+            max_pdu_length: 65_536,
+        };
+        let (unknown, outcome) = rejection_of(acceptor.negotiate(rq, PEER));
+        assert_eq!(outcome, "rejected_calling_ae");
+        let (_, rq) = acceptor_and_request("DEMO-SCU", vec![]);
+        let elsewhere = IpAddr::V4(std::net::Ipv4Addr::new(192, 168, 0, 1));
+        let (misplaced, outcome) = rejection_of(acceptor.negotiate(rq, elsewhere));
+        assert_eq!(outcome, "rejected_address");
+        assert_eq!(unknown, misplaced);
+        assert_eq!(
+            service_user_reason(&unknown),
+            AssociationRJServiceUserReason::CallingAETitleNotRecognized
+        );
+    }
+
+    #[test]
+    fn protocol_violations_are_refused() {
+        let (sites, rq) = acceptor_and_request("DEMO-SCU", vec![]);
+        let acceptor = Acceptor {
+            sites: &sites,
+            max_pdu_length: 65_536,
+        };
+        let Pdu::AssociationRQ(mut wrong_context) = rq else {
+            unreachable!()
+        };
+        wrong_context.application_context_name = "1.2.3".into();
+        let (answer, outcome) =
+            rejection_of(acceptor.negotiate(Pdu::AssociationRQ(wrong_context.clone()), PEER));
+        assert_eq!(outcome, FAILED_NEGOTIATION);
+        assert_eq!(
+            service_user_reason(&answer),
+            AssociationRJServiceUserReason::ApplicationContextNameNotSupported
+        );
+        wrong_context.application_context_name = DICOM_APPLICATION_CONTEXT.into();
+        wrong_context.protocol_version = 2;
+        let (answer, _) = rejection_of(acceptor.negotiate(Pdu::AssociationRQ(wrong_context), PEER));
+        assert_eq!(
+            service_user_reason(&answer),
+            AssociationRJServiceUserReason::NoReasonGiven
+        );
+        let (answer, _) = rejection_of(acceptor.negotiate(Pdu::PData { data: vec![] }, PEER));
+        assert!(matches!(answer, Pdu::AbortRQ { .. }));
+        let (answer, _) = rejection_of(acceptor.negotiate(Pdu::ReleaseRQ, PEER));
+        assert_eq!(answer, Pdu::ReleaseRP);
+    }
+
+    #[test]
+    fn busy_is_transient_2_3_2() {
+        let mut bytes = Vec::new();
+        dicom_ul::write_pdu(&mut bytes, &busy_rejection()).unwrap();
+        // Type 3, length 4, then reserved, result 2, source 3, reason 2.
+        assert_eq!(bytes, [0x03, 0, 0, 0, 0, 4, 0, 2, 3, 2]);
     }
 
     #[test]
