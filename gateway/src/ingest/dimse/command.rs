@@ -7,7 +7,6 @@ use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
-use crate::store::length_guard;
 use crate::store::uid::trim_uid;
 
 /// Command Field values (PS3.7 E.1).
@@ -67,14 +66,7 @@ impl DimseCommand {
             .ok_or(CommandError::Unparseable(
                 "implicit VR little endian unavailable".into(),
             ))?;
-        // Element lengths are checked first: the parser allocates a declared
-        // length before reading it.
-        length_guard::check_lengths(
-            bytes,
-            Some(bytes.len() as u64),
-            length_guard::Encoding::IMPLICIT_LE,
-        )
-        .map_err(CommandError::Unparseable)?;
+        check_flat(bytes)?;
         let obj = InMemDicomObject::read_dataset_with_ts(bytes, ts)
             .map_err(|e| CommandError::Unparseable(e.to_string()))?;
         Self::from_command(&obj)
@@ -142,6 +134,49 @@ impl DimseCommand {
             Self::Unsupported { .. } => "unsupported",
         }
     }
+}
+
+/// Command elements (PS3.7 E.1) are all in group 0000.
+const COMMAND_GROUP: u16 = 0x0000;
+/// Implicit VR LE element header: tag (4 bytes), length (4 bytes).
+const ELEMENT_HEADER: usize = 8;
+const UNDEFINED_LENGTH: u32 = 0xFFFF_FFFF;
+
+/// Walks the element headers before the parser sees the bytes: a command
+/// set is a flat list of group 0000 elements with defined lengths (PS3.7
+/// 6.3.1), each fitting in the bytes that follow it. This keeps the parser
+/// from allocating a declared length it cannot fill, and from recursing:
+/// dicom-object descends once per sequence level, and thousands of nested
+/// undefined-length sequences fit in one command PDV (found by fuzzing,
+/// `gateway/tests/dimse_fuzz`; it overflowed the stack).
+fn check_flat(bytes: &[u8]) -> Result<(), CommandError> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let Some((header, body)) = rest.split_first_chunk::<ELEMENT_HEADER>() else {
+            return Err(CommandError::Unparseable(
+                "command set ends inside an element header".into(),
+            ));
+        };
+        let group = u16::from_le_bytes([header[0], header[1]]);
+        let length = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        if group != COMMAND_GROUP {
+            return Err(CommandError::Unparseable(format!(
+                "element of group {group:04X} in a command set"
+            )));
+        }
+        if length == UNDEFINED_LENGTH {
+            return Err(CommandError::Unparseable(
+                "undefined length in a command set".into(),
+            ));
+        }
+        let Some(rest_after) = usize::try_from(length).ok().and_then(|n| body.get(n..)) else {
+            return Err(CommandError::Unparseable(format!(
+                "element length {length} runs past the command set"
+            )));
+        };
+        rest = rest_after;
+    }
+    Ok(())
 }
 
 /// A response command set, ready to encode.
@@ -292,6 +327,27 @@ mod tests {
             }
         ));
         assert!(DimseCommand::decode(b"\x01\x02garbage").is_err());
+    }
+
+    #[test]
+    fn nested_foreign_or_lying_elements_are_refused_before_parsing() {
+        // (0008,1115) sequence, then an item, both of undefined length: 4,000 deep.
+        let level = [
+            0x08, 0x00, 0x15, 0x11, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF,
+            0xFF, 0xFF,
+        ];
+        let nested = level.repeat(4_000);
+        let mut lying = request(command_field::C_ECHO_RQ, vec![]);
+        // (0000,1000) Affected SOP Instance UID, declaring 4 GiB.
+        lying.extend([0x00, 0x00, 0x00, 0x10, 0xF0, 0xFF, 0xFF, 0xFF]);
+        let mut undefined = request(command_field::C_ECHO_RQ, vec![]);
+        undefined.extend([0x00, 0x00, 0x00, 0x10, 0xFF, 0xFF, 0xFF, 0xFF]);
+        for bytes in [nested, lying, undefined] {
+            assert!(matches!(
+                DimseCommand::decode(&bytes),
+                Err(CommandError::Unparseable(_))
+            ));
+        }
     }
 
     #[test]

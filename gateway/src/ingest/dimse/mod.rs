@@ -19,7 +19,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use dicom_ul::Pdu;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -35,9 +34,6 @@ use negotiation::{Acceptor, Negotiated, busy_rejection};
 
 /// Site label for peers not (yet) resolved to a site.
 const UNKNOWN_SITE: &str = "unknown";
-/// First allocation for reading an A-ASSOCIATE-RQ; it grows to at most
-/// `max_pdu_length` as the request arrives (real ones are a few KiB).
-const REQUEST_BUFFER: usize = 16 * 1024;
 
 /// What every association needs.
 pub struct DimseContext {
@@ -139,17 +135,9 @@ async fn handle_connection(
             .inc();
     };
     let deadline = Instant::now() + ctx.config.establish_timeout;
-    let mut buffer = BytesMut::with_capacity(REQUEST_BUFFER);
-    // Strict: a request announcing more than our max PDU is refused on its
-    // header, before its body is buffered.
-    let read = dicom_ul::association::read_pdu_from_wire_async(
-        &mut socket,
-        &mut buffer,
-        ctx.config.max_pdu_length,
-        true,
-    );
-    let first = match tokio::time::timeout_at(deadline, read).await {
-        Ok(Ok(pdu)) => pdu,
+    let read = negotiation::read_request(&mut socket, ctx.config.max_pdu_length);
+    let (first, buffer) = match tokio::time::timeout_at(deadline, read).await {
+        Ok(Ok(read)) => read,
         Ok(Err(e)) => {
             count(UNKNOWN_SITE, "failed_negotiation");
             tracing::warn!(error = %e, "association negotiation failed");

@@ -14,6 +14,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use bytes::BytesMut;
+use tokio::io::AsyncRead;
+
 use dicom_dictionary_std::uids;
 use dicom_ul::Pdu;
 use dicom_ul::pdu::{
@@ -195,6 +198,27 @@ impl Acceptor<'_> {
             answer,
         })
     }
+}
+
+/// First allocation for reading an A-ASSOCIATE-RQ; it grows to at most
+/// `max_pdu_length` as the request arrives (real ones are a few KiB).
+const REQUEST_BUFFER: usize = 16 * 1024;
+
+/// Reads the first PDU of a connection with dicom-ul's strict reader: a PDU
+/// announcing more than `max_pdu_length` is refused on its header, before
+/// its body is buffered. Returns the PDU and any bytes read past it.
+pub async fn read_request<S>(
+    stream: &mut S,
+    max_pdu_length: u32,
+) -> Result<(Pdu, BytesMut), dicom_ul::association::Error>
+where
+    S: AsyncRead + Unpin,
+{
+    let mut buffer = BytesMut::with_capacity(REQUEST_BUFFER);
+    let pdu =
+        dicom_ul::association::read_pdu_from_wire_async(stream, &mut buffer, max_pdu_length, true)
+            .await?;
+    Ok((pdu, buffer))
 }
 
 /// A-ASSOCIATE-RJ transient, service provider (presentation), local limit
