@@ -119,6 +119,13 @@ pub fn hostile_commands() -> Vec<(&'static str, Vec<u8>)> {
         nested.extend(header(0x0008, 0x1115, UNDEFINED_LENGTH)); // an SQ
         nested.extend(header(0xFFFE, 0xE000, UNDEFINED_LENGTH)); // its item
     }
+    // A two-byte Command Group Length (UL): a parser that reads whole
+    // values would take the next header two bytes early, and with it a
+    // length of 2 MiB that no walk has checked.
+    let mut misaligned = header(0x0000, 0x0000, 2);
+    misaligned.extend([0, 0]);
+    misaligned.extend(header(0x0000, 0x0000, 36));
+    misaligned.extend([0x5F; 36]);
     let mut trailing_garbage = c_echo_rq();
     trailing_garbage.extend([0x00, 0x00, 0x00]);
     vec![
@@ -147,6 +154,11 @@ pub fn hostile_commands() -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         ("deeply_nested_sequences", nested),
+        ("group_length_of_two_bytes", misaligned),
+        (
+            "message_id_of_three_bytes",
+            with_length(c_echo_rq(), tags::MESSAGE_ID, 3),
+        ),
         (
             "truncated_inside_a_header",
             store[..store.len() - 5].to_vec(),

@@ -25,8 +25,8 @@ use super::mutate::{apply, mutations};
 use super::peak::measure;
 
 const MAX_PDU: u32 = 16_384;
-const ARBITRARY_CASES: u32 = 5_000;
-const MUTATED_CASES: u32 = 10_000;
+const ARBITRARY_CASES: u32 = 10_000;
+const MUTATED_CASES: u32 = 30_000;
 /// The request buffer (16 KiB, grown to one max PDU at most) and the parse
 /// of one request of at most `MAX_PDU` bytes.
 const MAX_ALLOCATION: usize = 4 * MAX_PDU as usize + 64 * 1024;

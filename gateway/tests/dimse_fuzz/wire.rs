@@ -19,10 +19,10 @@ use super::peak::measure;
 
 const MAX_PDU: u32 = 16_384;
 /// Cases per property; the target runs in a few seconds in a debug build.
-const ARBITRARY_CASES: u32 = 5_000;
-const MUTATED_CASES: u32 = 10_000;
-const OVERSIZED_CASES: u32 = 2_000;
-const SHAPED_CASES: u32 = 10_000;
+const ARBITRARY_CASES: u32 = 10_000;
+const MUTATED_CASES: u32 = 30_000;
+const OVERSIZED_CASES: u32 = 5_000;
+const SHAPED_CASES: u32 = 30_000;
 /// The reader's own buffer: one max PDU plus its 64 KiB read chunks.
 const MAX_ALLOCATION: usize = MAX_PDU as usize + 4 * 64 * 1024;
 /// Each PDV the reader hands out consumes at least its 6-byte item header.
