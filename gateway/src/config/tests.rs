@@ -135,3 +135,27 @@ fn the_embedded_cache_is_in_memory_and_a_redis_password_is_never_printed() {
     assert!(!config.to_toml().contains("hunter2"));
     assert!(!format!("{config:?}").contains("hunter2"));
 }
+
+#[test]
+fn negotiating_budgets_default_below_the_association_limit_and_are_bounded() {
+    let config = load_text(EMBEDDED_DEFAULT).unwrap();
+    assert_eq!(config.dimse.max_negotiating, 32);
+    assert_eq!(config.dimse.max_negotiating_per_peer, 8);
+    let text = r#"
+        [dimse]
+        max_negotiating = 0
+        max_negotiating_per_peer = 9
+        max_associations = 0
+    "#;
+    let all = load_text(text).unwrap_err().0.join("\n");
+    for expected in [
+        "dimse.max_negotiating: 0 is outside 1..=1024",
+        "dimse.max_negotiating_per_peer: 9 is outside 1..=dimse.max_negotiating (0)",
+        "dimse.max_associations",
+    ] {
+        assert!(all.contains(expected), "missing `{expected}` in:\n{all}");
+    }
+    let text = "[dimse]\nmax_negotiating = 4\nmax_negotiating_per_peer = 0\n";
+    let all = load_text(text).unwrap_err().0.join("\n");
+    assert!(all.contains("dimse.max_negotiating_per_peer: 0"), "{all}");
+}

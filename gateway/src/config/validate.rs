@@ -20,6 +20,10 @@ const MAX_PDU_RANGE: std::ops::RangeInclusive<u32> = 4096..=4 * 1024 * 1024;
 /// fo-dicom's 256 (dicom-rs parses that on a 2 MiB blocking-thread stack).
 const MAX_NESTING_DEPTH_RANGE: std::ops::RangeInclusive<usize> =
     1..=crate::store::validate::MAX_CONFIGURABLE_DEPTH;
+/// Connections allowed to negotiate at once. Each may buffer one
+/// A-ASSOCIATE-RQ of up to `max_pdu_length` bytes, so the top of the range
+/// bounds that memory (1024 × 4 MiB at the very worst).
+const MAX_NEGOTIATING_RANGE: std::ops::RangeInclusive<usize> = 1..=1024;
 
 pub(super) struct Problems(pub(super) Vec<String>);
 
@@ -139,6 +143,20 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> (GatewayConfig, Ve
     if d.max_associations == 0 {
         p.push("dimse.max_associations: must be at least 1".into());
     }
+    if !MAX_NEGOTIATING_RANGE.contains(&d.max_negotiating) {
+        p.push(format!(
+            "dimse.max_negotiating: {} is outside {}..={}",
+            d.max_negotiating,
+            MAX_NEGOTIATING_RANGE.start(),
+            MAX_NEGOTIATING_RANGE.end()
+        ));
+    }
+    if d.max_negotiating_per_peer == 0 || d.max_negotiating_per_peer > d.max_negotiating {
+        p.push(format!(
+            "dimse.max_negotiating_per_peer: {} is outside 1..=dimse.max_negotiating ({})",
+            d.max_negotiating_per_peer, d.max_negotiating
+        ));
+    }
     let max_instance_size = p.size("dimse.max_instance_size", &d.max_instance_size);
     if max_instance_size == 0 && d.max_instance_size.parse::<bytesize::ByteSize>().is_ok() {
         p.push("dimse.max_instance_size: must be greater than zero".into());
@@ -158,6 +176,10 @@ pub(super) fn validate(raw: RawConfig, cli: &CliOverrides) -> (GatewayConfig, Ve
         listen: dimse_listen,
         max_pdu_length: d.max_pdu_length,
         max_associations: d.max_associations.max(1),
+        max_negotiating: d
+            .max_negotiating
+            .clamp(*MAX_NEGOTIATING_RANGE.start(), *MAX_NEGOTIATING_RANGE.end()),
+        max_negotiating_per_peer: d.max_negotiating_per_peer.max(1),
         establish_timeout: p.duration("dimse.establish_timeout", &d.establish_timeout),
         message_timeout: p.duration("dimse.message_timeout", &d.message_timeout),
         idle_timeout: p.duration("dimse.idle_timeout", &d.idle_timeout),

@@ -16,6 +16,9 @@ pub struct Metrics {
     pub dimse_associations: IntCounterVec,
     /// Associations open right now.
     pub dimse_active_associations: IntGauge,
+    /// Connections turned away by admission, by reason (negotiating_budget,
+    /// per_peer_cap, association_limit).
+    pub dimse_connections_refused: IntCounterVec,
     /// DIMSE messages answered, by site, command and status class.
     pub dimse_messages: IntCounterVec,
     /// Instances stored, by site, modality and ingest protocol.
@@ -68,6 +71,11 @@ impl Metrics {
                 &["site", "outcome"],
             ),
             dimse_active_associations,
+            dimse_connections_refused: counter(
+                "gateway_dimse_connections_refused_total",
+                "DIMSE connections refused by admission, by reason",
+                &["reason"],
+            ),
             dimse_messages: counter(
                 "gateway_dimse_messages_total",
                 "DIMSE requests answered by site, command and status class",

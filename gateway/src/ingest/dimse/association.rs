@@ -5,14 +5,13 @@ use std::collections::HashMap;
 
 use bytes::BytesMut;
 use dicom_ul::Pdu;
-use dicom_ul::association::AsyncAssociation;
-use dicom_ul::association::server::AsyncServerAssociation;
-use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
+use dicom_ul::pdu::{PDataValue, PDataValueType};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use super::DimseContext;
 use super::command::{DimseCommand, Response, command_field};
+use super::negotiation::AcceptedContext as Context;
 use super::status::{self, store_error_status};
 use super::wire::{Incoming, PdvHeader, Wire, WireError};
 use crate::store::uid::validate_uid;
@@ -42,16 +41,12 @@ impl AssociationEnd {
     }
 }
 
-/// An accepted presentation context.
-#[derive(Debug, Clone)]
-struct Context {
-    abstract_syntax: String,
-    transfer_syntax: String,
-}
-
-/// Serves one association to the end.
+/// Serves one association to the end. `leftover` holds bytes read past
+/// the A-ASSOCIATE-RQ; `contexts` are the accepted presentation contexts.
 pub async fn serve<S>(
-    mut association: AsyncServerAssociation<S>,
+    stream: &mut S,
+    leftover: BytesMut,
+    contexts: HashMap<u8, Context>,
     ctx: &DimseContext,
     site: &str,
     calling_ae: &str,
@@ -59,23 +54,7 @@ pub async fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let contexts: HashMap<u8, Context> = association
-        .presentation_contexts()
-        .iter()
-        .filter(|pc| pc.reason == PresentationContextResultReason::Acceptance)
-        .map(|pc| {
-            (
-                pc.id,
-                Context {
-                    abstract_syntax: pc.abstract_syntax.clone(),
-                    transfer_syntax: pc.transfer_syntax.clone(),
-                },
-            )
-        })
-        .collect();
     let max_pdu = ctx.config.max_pdu_length;
-    let (stream, leftover) = association.get_mut();
-    let leftover = leftover.split();
     let mut wire = Wire::new(
         stream,
         leftover,

@@ -291,6 +291,31 @@ mod tests {
     }
 
     #[test]
+    fn nested_foreign_or_lying_elements_are_refused_before_parsing() {
+        // (0008,1115) sequence, then an item, both of undefined length: 4,000 deep.
+        let level = [
+            0x08, 0x00, 0x15, 0x11, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF,
+            0xFF, 0xFF,
+        ];
+        let nested = level.repeat(4_000);
+        let mut lying = request(command_field::C_ECHO_RQ, vec![]);
+        // (0000,1000) Affected SOP Instance UID, declaring 4 GiB.
+        lying.extend([0x00, 0x00, 0x00, 0x10, 0xF0, 0xFF, 0xFF, 0xFF]);
+        let mut undefined = request(command_field::C_ECHO_RQ, vec![]);
+        undefined.extend([0x00, 0x00, 0x00, 0x10, 0xFF, 0xFF, 0xFF, 0xFF]);
+        // (0000,0000) Command Group Length (UL) of two bytes: the parser
+        // would read the next element's header two bytes early.
+        let mut misaligned = vec![0, 0, 0, 0, 2, 0, 0, 0, 0, 0];
+        misaligned.extend(request(command_field::C_ECHO_RQ, vec![]));
+        for bytes in [nested, lying, undefined, misaligned] {
+            assert!(matches!(
+                DimseCommand::decode(&bytes),
+                Err(CommandError::Unparseable(_))
+            ));
+        }
+    }
+
+    #[test]
     fn response_round_trips() {
         let bytes = Response {
             command_field: command_field::C_ECHO_RSP,

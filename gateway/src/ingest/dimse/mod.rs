@@ -1,9 +1,13 @@
 //! DIMSE listener: C-ECHO and C-STORE SCP.
 //!
-//! Accept loop → per-connection task: negotiate with dicom-ul (sites decide
-//! who may associate), then [`association::serve`] reads requests with our
-//! own PDU reader ([`wire`]) and stores data sets through `store`.
+//! Accept loop → [`admission`] (a negotiating permit, or closed at once) →
+//! per-connection task: read the A-ASSOCIATE-RQ under the establish
+//! deadline, decide on it ([`negotiation`]: sites decide who may associate),
+//! take an association slot (or answer "busy"), then [`association::serve`]
+//! reads requests with our own PDU reader ([`wire`]) and stores data sets
+//! through `store`.
 
+pub mod admission;
 pub mod association;
 pub mod command;
 pub mod negotiation;
@@ -13,25 +17,21 @@ pub mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use dicom_ul::pdu::{
-    AssociationRJ, AssociationRJResult, AssociationRJServiceProviderPresentationReason,
-    AssociationRJSource, Pdu,
-};
+use dicom_ul::Pdu;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::config::DimseConfig;
 use crate::sites::SharedSites;
 use crate::store::Store;
 use crate::telemetry::Metrics;
-use negotiation::{SiteAccess, server_options};
+use admission::{Admission, AdmissionLimits, Negotiating, Refusal};
+use negotiation::{Acceptor, Negotiated, busy_rejection};
 
-/// Connections we will still read an A-ASSOCIATE-RQ from just to say "busy".
-const MAX_BUSY_REJECTIONS: usize = 16;
 /// Site label for peers not (yet) resolved to a site.
 const UNKNOWN_SITE: &str = "unknown";
 
@@ -53,8 +53,17 @@ pub async fn run_listener(
     shutdown: impl Future<Output = ()>,
     drain_deadline: std::time::Duration,
 ) {
-    let associations = Arc::new(Semaphore::new(ctx.config.max_associations));
-    let busy = Arc::new(Semaphore::new(MAX_BUSY_REJECTIONS));
+    let admission = Arc::new(Admission::new(AdmissionLimits {
+        max_negotiating: ctx.config.max_negotiating,
+        max_negotiating_per_peer: ctx.config.max_negotiating_per_peer,
+        max_associations: ctx.config.max_associations,
+    }));
+    for refusal in Refusal::ALL {
+        // Present at zero from the start, so a dashboard can tell "none" from "not exported".
+        ctx.metrics
+            .dimse_connections_refused
+            .with_label_values(&[refusal.as_label()]);
+    }
     tokio::pin!(shutdown);
     loop {
         let (socket, peer) = tokio::select! {
@@ -69,128 +78,142 @@ pub async fn run_listener(
                 }
             },
         };
-        if let Err(e) = socket.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-        match associations.clone().try_acquire_owned() {
-            Ok(permit) => {
+        match admission.admit(peer.ip()) {
+            Ok(negotiating) => {
+                if let Err(e) = socket.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
                 let ctx = ctx.clone();
                 let span = tracing::info_span!("association", %peer, calling_ae = tracing::field::Empty, site = tracing::field::Empty);
-                tokio::spawn(handle_connection(socket, peer, ctx, permit).instrument(span));
+                tokio::spawn(handle_connection(socket, peer, ctx, negotiating).instrument(span));
             }
-            Err(_) => match busy.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    let ctx = ctx.clone();
-                    tokio::spawn(reject_busy(socket, ctx, permit));
-                }
-                Err(_) => drop(socket),
-            },
+            Err(refusal) => refuse_at_once(socket, peer, &ctx, refusal),
         }
     }
     drop(listener);
-    tracing::info!("DIMSE listener stopped accepting; draining open associations");
-    let max = ctx.config.max_associations as u32;
-    match tokio::time::timeout(drain_deadline, associations.acquire_many(max)).await {
-        Ok(_) => tracing::info!("all associations finished"),
-        Err(_) => tracing::warn!("drain deadline passed with associations still open"),
+    tracing::info!(
+        open = admission.associations_open(),
+        "DIMSE listener stopped accepting; draining open associations"
+    );
+    if admission.drain(drain_deadline).await {
+        tracing::info!("all associations finished");
+    } else {
+        tracing::warn!("drain deadline passed with associations still open");
     }
 }
 
+/// Over the negotiating budget or the per-peer cap: nothing is read. The
+/// "busy" rejection is written only if the socket takes it at once (a fresh
+/// socket always does), so a real modality that happens to be turned away
+/// learns to retry; then the connection is closed.
+fn refuse_at_once(socket: TcpStream, peer: SocketAddr, ctx: &DimseContext, refusal: Refusal) {
+    count_refusal(ctx, refusal);
+    tracing::debug!(%peer, reason = refusal.as_label(), "connection refused");
+    let mut rejection = Vec::new();
+    if dicom_ul::write_pdu(&mut rejection, &busy_rejection()).is_ok() {
+        let _ = socket.try_write(&rejection);
+    }
+    drop(socket);
+}
+
+fn count_refusal(ctx: &DimseContext, refusal: Refusal) {
+    ctx.metrics
+        .dimse_connections_refused
+        .with_label_values(&[refusal.as_label()])
+        .inc();
+}
+
 async fn handle_connection(
-    socket: TcpStream,
+    mut socket: TcpStream,
     peer: SocketAddr,
     ctx: Arc<DimseContext>,
-    permit: OwnedSemaphorePermit,
+    negotiating: Negotiating,
 ) {
-    let verdict = Arc::new(Mutex::new(None));
-    let access = SiteAccess {
-        sites: ctx.sites.current(),
-        peer: peer.ip(),
-        verdict: verdict.clone(),
-    };
-    let options = server_options(&ctx.ae_title, ctx.config.max_pdu_length, access);
-    let established = tokio::time::timeout(
-        ctx.config.establish_timeout,
-        options.establish_async(socket),
-    )
-    .await;
-    let decided = verdict.lock().ok().and_then(|mut v| v.take());
     let count = |site: &str, outcome: &str| {
         ctx.metrics
             .dimse_associations
             .with_label_values(&[site, outcome])
             .inc();
     };
-    let association = match (established, decided) {
-        (Ok(Ok(association)), Some(Ok(site))) => (association, site),
-        (Ok(Ok(_)), _) => {
-            // Cannot happen: dicom-ul only accepts after our access check said yes.
-            count(UNKNOWN_SITE, "failed_negotiation");
-            return;
-        }
-        (Ok(Err(_)), Some(Err(rejection))) => {
-            count(UNKNOWN_SITE, rejection.as_label());
-            tracing::warn!(outcome = rejection.as_label(), "association rejected");
-            return;
-        }
-        (Ok(Err(e)), _) => {
+    let deadline = Instant::now() + ctx.config.establish_timeout;
+    let read = negotiation::read_request(&mut socket, ctx.config.max_pdu_length);
+    let (first, buffer) = match tokio::time::timeout_at(deadline, read).await {
+        Ok(Ok(read)) => read,
+        Ok(Err(e)) => {
             count(UNKNOWN_SITE, "failed_negotiation");
             tracing::warn!(error = %e, "association negotiation failed");
             return;
         }
-        (Err(_), _) => {
+        Err(_) => {
             count(UNKNOWN_SITE, "establish_timeout");
             tracing::warn!("peer did not complete association negotiation in time");
             return;
         }
     };
-    let (association, site) = association;
-    let calling_ae = dicom_ul::association::Association::peer_ae_title(&association)
-        .trim()
-        .to_string();
-    let span = tracing::Span::current();
-    span.record("calling_ae", calling_ae.as_str());
-    span.record("site", site.as_str());
-    count(&site, "accepted");
-    ctx.metrics.dimse_active_associations.inc();
-    tracing::info!("association accepted");
-    let end = association::serve(association, &ctx, &site, &calling_ae).await;
-    ctx.metrics.dimse_active_associations.dec();
-    count(&site, end.as_label());
-    tracing::info!(end = end.as_label(), "association ended");
-    drop(permit);
-}
-
-/// Over the association limit: read the request, answer A-ASSOCIATE-RJ
-/// (transient, service provider presentation, local limit exceeded: 2,3,2).
-async fn reject_busy(mut socket: TcpStream, ctx: Arc<DimseContext>, _permit: OwnedSemaphorePermit) {
-    ctx.metrics
-        .dimse_associations
-        .with_label_values(&[UNKNOWN_SITE, "rejected_limit"])
-        .inc();
-    tracing::warn!("association limit reached; rejecting");
-    let mut buffer = bytes::BytesMut::new();
-    let read = dicom_ul::association::read_pdu_from_wire_async(
-        &mut socket,
-        &mut buffer,
-        ctx.config.max_pdu_length,
-        true,
-    );
-    if !matches!(
-        tokio::time::timeout(ctx.config.establish_timeout, read).await,
-        Ok(Ok(Pdu::AssociationRQ(_)))
-    ) {
+    // The sites in force when this request arrived: a reload in between
+    // applies to the next one.
+    let sites = ctx.sites.current();
+    let acceptor = Acceptor {
+        sites: &sites,
+        max_pdu_length: ctx.config.max_pdu_length,
+    };
+    let accepted = match acceptor.negotiate(first, peer.ip()) {
+        Negotiated::Accepted(accepted) => accepted,
+        Negotiated::Refused { answer, outcome } => {
+            count(UNKNOWN_SITE, outcome);
+            tracing::warn!(outcome, "association rejected");
+            send_and_close(&mut socket, &answer, deadline).await;
+            return;
+        }
+    };
+    let slot = match negotiating.associate() {
+        Ok(slot) => slot,
+        Err(_still_negotiating) => {
+            count_refusal(&ctx, Refusal::AssociationLimit);
+            count(UNKNOWN_SITE, "rejected_limit");
+            tracing::warn!("association limit reached; rejecting");
+            send_and_close(&mut socket, &busy_rejection(), deadline).await;
+            return;
+        }
+    };
+    if let Err(e) = send(&mut socket, &accepted.answer, deadline).await {
+        count(UNKNOWN_SITE, "failed_negotiation");
+        tracing::warn!(error = %e, "cannot send A-ASSOCIATE-AC");
         return;
     }
-    let rj = Pdu::AssociationRJ(AssociationRJ {
-        result: AssociationRJResult::Transient,
-        source: AssociationRJSource::ServiceProviderPresentation(
-            AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
-        ),
-    });
-    let mut out = Vec::new();
-    if dicom_ul::write_pdu(&mut out, &rj).is_ok() {
-        let _ = socket.write_all(&out).await;
-        let _ = socket.shutdown().await;
+    let span = tracing::Span::current();
+    span.record("calling_ae", accepted.calling_ae.as_str());
+    span.record("site", accepted.site.as_str());
+    count(&accepted.site, "accepted");
+    ctx.metrics.dimse_active_associations.inc();
+    tracing::info!("association accepted");
+    let end = association::serve(
+        &mut socket,
+        buffer,
+        accepted.contexts,
+        &ctx,
+        &accepted.site,
+        &accepted.calling_ae,
+    )
+    .await;
+    ctx.metrics.dimse_active_associations.dec();
+    count(&accepted.site, end.as_label());
+    tracing::info!(end = end.as_label(), "association ended");
+    drop(slot);
+}
+
+/// Writes one PDU before `deadline`.
+async fn send(socket: &mut TcpStream, pdu: &Pdu, deadline: Instant) -> std::io::Result<()> {
+    let mut bytes = Vec::with_capacity(512);
+    dicom_ul::write_pdu(&mut bytes, pdu).map_err(|e| std::io::Error::other(e.to_string()))?;
+    tokio::time::timeout_at(deadline, socket.write_all(&bytes))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
+}
+
+/// Answers a refused request and closes; the peer may already be gone.
+async fn send_and_close(socket: &mut TcpStream, pdu: &Pdu, deadline: Instant) {
+    if send(socket, pdu, deadline).await.is_ok() {
+        let _ = tokio::time::timeout_at(deadline, socket.shutdown()).await;
     }
 }

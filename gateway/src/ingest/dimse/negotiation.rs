@@ -1,16 +1,35 @@
-//! What we accept during association negotiation: Verification, every
-//! standard storage SOP class, and the transfer syntaxes we store as received.
+//! Association negotiation: what we accept (Verification, every standard
+//! storage SOP class, the transfer syntaxes we store as received) and our
+//! answer to an A-ASSOCIATE-RQ.
+//!
+//! We decide on the request ourselves rather than through dicom-ul's
+//! `ServerAssociationOptions::establish_async`: that call reads the request
+//! and writes its answer in one step, and its access-control hook can only
+//! refuse permanently (service user). Admission needs a step in between:
+//! only a request that everything here accepts takes an association slot,
+//! and with none free the peer must get the transient "local limit exceeded"
+//! rejection (2,3,2), so that it retries. dicom-ul still parses and encodes
+//! the PDUs; `mod.rs` reads the request under the establish deadline.
 
-use std::borrow::Cow;
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+
+use bytes::BytesMut;
+use tokio::io::AsyncRead;
 
 use dicom_dictionary_std::uids;
-use dicom_ul::association::server::{AccessControl, ServerAssociationOptions};
-use dicom_ul::pdu::{AssociationRJServiceUserReason, UserIdentity};
+use dicom_ul::Pdu;
+use dicom_ul::pdu::{
+    AbortRQServiceProviderReason, AbortRQSource, AssociationAC, AssociationRJ, AssociationRJResult,
+    AssociationRJServiceProviderPresentationReason, AssociationRJServiceUserReason,
+    AssociationRJSource, PresentationContextProposed, PresentationContextResult,
+    PresentationContextResultReason, UserVariableItem,
+};
 
 use super::storage_classes::STORAGE_SOP_CLASSES;
 use crate::sites::{SiteRegistry, SiteRejection};
+use crate::store::uid::trim_uid;
+use crate::store::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
 
 /// Transfer syntaxes we accept, in our order of preference. Data sets are
 /// stored exactly as received (no transcoding), so every one of these only
@@ -54,100 +73,214 @@ pub fn is_storage_sop_class(uid: &str) -> bool {
     STORAGE_SOP_CLASSES.iter().any(|(u, _)| *u == uid)
 }
 
-/// The verdict of [`SiteAccess`], read back after negotiation (dicom-ul only
-/// tells us "rejected", not by whom or as which site).
-pub type AccessVerdict = Arc<Mutex<Option<Result<String, SiteRejection>>>>;
-
-/// Per-connection access control: knows the peer address, which dicom-ul's
-/// own `AccessControl` callers do not pass in.
-#[derive(Clone)]
-pub struct SiteAccess {
-    pub sites: Arc<SiteRegistry>,
-    pub peer: IpAddr,
-    pub verdict: AccessVerdict,
+/// Our answer to the first PDU of a connection.
+#[derive(Debug)]
+pub enum Negotiated {
+    /// Send `answer` (A-ASSOCIATE-AC) once an association slot is held.
+    Accepted(Acceptance),
+    /// Send `answer` (A-ASSOCIATE-RJ, A-ABORT or A-RELEASE-RP) and close.
+    Refused { answer: Pdu, outcome: &'static str },
 }
 
-impl AccessControl for SiteAccess {
-    fn check_access(
-        &self,
-        _this_ae_title: &str,
-        calling_ae_title: &str,
-        called_ae_title: &str,
-        _user_identity: Option<&UserIdentity>,
-    ) -> Result<(), AssociationRJServiceUserReason> {
-        let verdict = self
-            .sites
-            .resolve(calling_ae_title, called_ae_title, self.peer);
-        let answer = match &verdict {
-            Ok(_) => Ok(()),
-            Err(SiteRejection::WrongCalledAe) => {
-                Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized)
+/// An association request we accept.
+#[derive(Debug)]
+pub struct Acceptance {
+    pub site: String,
+    pub calling_ae: String,
+    /// Accepted presentation contexts by ID; the rejected ones are only in `answer`.
+    pub contexts: HashMap<u8, AcceptedContext>,
+    pub answer: Pdu,
+}
+
+/// A presentation context the association may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedContext {
+    pub abstract_syntax: String,
+    pub transfer_syntax: String,
+}
+
+/// Who we are, for negotiation: our AE title is checked by `sites`.
+pub struct Acceptor<'a> {
+    pub sites: &'a SiteRegistry,
+    pub max_pdu_length: u32,
+}
+
+impl Acceptor<'_> {
+    /// Decides on the first PDU a peer at `peer` sent (PS3.8 9.3.2). Pure:
+    /// the caller reads the PDU, holds the slots and writes the answer, so
+    /// the association limit can answer "busy" with its own transient
+    /// A-ASSOCIATE-RJ after everything here said yes.
+    pub fn negotiate(&self, first: Pdu, peer: IpAddr) -> Negotiated {
+        let rq = match first {
+            Pdu::AssociationRQ(rq) => rq,
+            // What dicom-ul's acceptor answers too: a release before any
+            // association is released, anything else aborted.
+            Pdu::ReleaseRQ => return refused(Pdu::ReleaseRP, FAILED_NEGOTIATION),
+            Pdu::Unknown { .. } => {
+                return refused(abort(AbortReason::UnrecognizedPdu), FAILED_NEGOTIATION);
             }
-            // A known AE from a disallowed address is answered like an unknown
-            // AE, so a prober learns nothing about which titles exist.
-            Err(SiteRejection::UnknownCallingAe | SiteRejection::AddressNotAllowed) => {
-                Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized)
+            _ => return refused(abort(AbortReason::UnexpectedPdu), FAILED_NEGOTIATION),
+        };
+        if rq.protocol_version & PROTOCOL_VERSION_1 == 0 {
+            return refused(
+                permanent_rejection(AssociationRJServiceUserReason::NoReasonGiven),
+                FAILED_NEGOTIATION,
+            );
+        }
+        if trim_uid(&rq.application_context_name) != DICOM_APPLICATION_CONTEXT {
+            return refused(
+                permanent_rejection(
+                    AssociationRJServiceUserReason::ApplicationContextNameNotSupported,
+                ),
+                FAILED_NEGOTIATION,
+            );
+        }
+        let site = match self
+            .sites
+            .resolve(&rq.calling_ae_title, &rq.called_ae_title, peer)
+        {
+            Ok(site) => site,
+            Err(rejection) => {
+                let reason = match rejection {
+                    SiteRejection::WrongCalledAe => {
+                        AssociationRJServiceUserReason::CalledAETitleNotRecognized
+                    }
+                    // A known AE from a disallowed address is answered like
+                    // an unknown AE, so a prober learns nothing about which
+                    // titles exist.
+                    SiteRejection::UnknownCallingAe | SiteRejection::AddressNotAllowed => {
+                        AssociationRJServiceUserReason::CallingAETitleNotRecognized
+                    }
+                };
+                return refused(permanent_rejection(reason), rejection.as_label());
             }
         };
-        if let Ok(mut slot) = self.verdict.lock() {
-            *slot = Some(verdict);
-        }
-        answer
+        let mut contexts = HashMap::new();
+        let results = rq
+            .presentation_contexts
+            .iter()
+            .map(|pc| {
+                let (reason, transfer_syntax) = choose(pc);
+                if reason == PresentationContextResultReason::Acceptance {
+                    contexts.insert(
+                        pc.id,
+                        AcceptedContext {
+                            abstract_syntax: trim_uid(&pc.abstract_syntax).to_string(),
+                            transfer_syntax: transfer_syntax.to_string(),
+                        },
+                    );
+                }
+                PresentationContextResult {
+                    id: pc.id,
+                    reason,
+                    transfer_syntax: transfer_syntax.to_string(),
+                }
+            })
+            .collect();
+        // Role selection, extended negotiation and asynchronous operations
+        // are not offered: leaving their items out of the answer declines them.
+        let answer = Pdu::AssociationAC(AssociationAC {
+            protocol_version: PROTOCOL_VERSION_1,
+            calling_ae_title: rq.calling_ae_title.clone(),
+            called_ae_title: rq.called_ae_title,
+            application_context_name: rq.application_context_name,
+            presentation_contexts: results,
+            user_variables: vec![
+                UserVariableItem::MaxLength(self.max_pdu_length),
+                UserVariableItem::ImplementationClassUID(IMPLEMENTATION_CLASS_UID.into()),
+                UserVariableItem::ImplementationVersionName(IMPLEMENTATION_VERSION_NAME.into()),
+            ],
+        });
+        Negotiated::Accepted(Acceptance {
+            site,
+            calling_ae: rq.calling_ae_title.trim().to_string(),
+            contexts,
+            answer,
+        })
     }
 }
 
-/// Association options for one incoming connection.
-pub fn server_options(
-    ae_title: &str,
+/// First allocation for reading an A-ASSOCIATE-RQ; it grows to at most
+/// `max_pdu_length` as the request arrives (real ones are a few KiB).
+const REQUEST_BUFFER: usize = 16 * 1024;
+
+/// Reads the first PDU of a connection with dicom-ul's strict reader: a PDU
+/// announcing more than `max_pdu_length` is refused on its header, before
+/// its body is buffered. Returns the PDU and any bytes read past it.
+pub async fn read_request<S>(
+    stream: &mut S,
     max_pdu_length: u32,
-    access: SiteAccess,
-) -> ServerAssociationOptions<'static, SiteAccess, dicom_ul::association::server::DefaultNegotiation>
+) -> Result<(Pdu, BytesMut), dicom_ul::association::Error>
+where
+    S: AsyncRead + Unpin,
 {
-    let mut options = ServerAssociationOptions::new()
-        .ae_access_control(access)
-        .ae_title(ae_title.to_string())
-        .max_pdu_length(max_pdu_length)
-        .strict(true)
-        .with_abstract_syntax(Cow::Borrowed(uids::VERIFICATION));
-    for (uid, _) in STORAGE_SOP_CLASSES.iter() {
-        options = options.with_abstract_syntax(Cow::Borrowed(*uid));
+    let mut buffer = BytesMut::with_capacity(REQUEST_BUFFER);
+    let pdu =
+        dicom_ul::association::read_pdu_from_wire_async(stream, &mut buffer, max_pdu_length, true)
+            .await?;
+    Ok((pdu, buffer))
+}
+
+/// A-ASSOCIATE-RJ transient, service provider (presentation), local limit
+/// exceeded (2,3,2): the association limit is reached, try again later.
+pub fn busy_rejection() -> Pdu {
+    Pdu::AssociationRJ(AssociationRJ {
+        result: AssociationRJResult::Transient,
+        source: AssociationRJSource::ServiceProviderPresentation(
+            AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
+        ),
+    })
+}
+
+/// Protocol version 1 is bit 0; a receiver tests only that bit (PS3.8 9.3.2).
+const PROTOCOL_VERSION_1: u16 = 0x0001;
+/// The DICOM Application Context Name (PS3.7 A.2.1).
+const DICOM_APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
+/// The transfer syntax named in a rejected presentation context's result
+/// (its value is not significant there; PS3.8 9.3.3.2).
+const REJECTED_CONTEXT_TRANSFER_SYNTAX: &str = "1.2.840.10008.1.2";
+/// Outcome label for requests refused on protocol grounds.
+const FAILED_NEGOTIATION: &str = "failed_negotiation";
+
+type AbortReason = AbortRQServiceProviderReason;
+
+/// Our result for one proposed presentation context: the first transfer
+/// syntax the peer proposed that we store as received.
+fn choose(pc: &PresentationContextProposed) -> (PresentationContextResultReason, &str) {
+    let abstract_syntax = trim_uid(&pc.abstract_syntax);
+    if abstract_syntax != uids::VERIFICATION && !is_storage_sop_class(abstract_syntax) {
+        return (
+            PresentationContextResultReason::AbstractSyntaxNotSupported,
+            REJECTED_CONTEXT_TRANSFER_SYNTAX,
+        );
     }
-    for (uid, _) in TRANSFER_SYNTAXES {
-        options = options.with_transfer_syntax(Cow::Borrowed(*uid));
+    pc.transfer_syntaxes
+        .iter()
+        .map(|ts| trim_uid(ts))
+        .find(|ts| TRANSFER_SYNTAXES.iter().any(|(ours, _)| ours == ts))
+        .map(|ts| (PresentationContextResultReason::Acceptance, ts))
+        .unwrap_or((
+            PresentationContextResultReason::TransferSyntaxesNotSupported,
+            REJECTED_CONTEXT_TRANSFER_SYNTAX,
+        ))
+}
+
+fn refused(answer: Pdu, outcome: &'static str) -> Negotiated {
+    Negotiated::Refused { answer, outcome }
+}
+
+fn permanent_rejection(reason: AssociationRJServiceUserReason) -> Pdu {
+    Pdu::AssociationRJ(AssociationRJ {
+        result: AssociationRJResult::Permanent,
+        source: AssociationRJSource::ServiceUser(reason),
+    })
+}
+
+fn abort(reason: AbortReason) -> Pdu {
+    Pdu::AbortRQ {
+        source: AbortRQSource::ServiceProvider(reason),
     }
-    options
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn storage_classes_include_the_modalities_we_serve() {
-        for uid in [
-            uids::CT_IMAGE_STORAGE,
-            uids::MR_IMAGE_STORAGE,
-            uids::COMPUTED_RADIOGRAPHY_IMAGE_STORAGE,
-            uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION,
-            uids::DIGITAL_MAMMOGRAPHY_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION,
-            uids::ENHANCED_CT_IMAGE_STORAGE,
-            uids::BASIC_TEXT_SR_STORAGE,
-            uids::SEGMENTATION_STORAGE,
-        ] {
-            assert!(is_storage_sop_class(uid), "{uid}");
-        }
-        assert!(!is_storage_sop_class(uids::STORAGE_COMMITMENT_PUSH_MODEL));
-        assert!(!is_storage_sop_class(uids::VERIFICATION));
-        assert!(STORAGE_SOP_CLASSES.len() > 100);
-    }
-
-    #[test]
-    fn every_transfer_syntax_is_known_to_the_registry() {
-        for (uid, name) in TRANSFER_SYNTAXES {
-            assert!(
-                dicom_ul::association::server::is_supported(uid),
-                "{name} ({uid}) is not readable by this build"
-            );
-        }
-    }
-}
+mod tests;

@@ -1,6 +1,7 @@
 //! Our own reader for the data-transfer phase of an association.
 //!
-//! dicom-ul negotiates the association; after that we read PDUs ourselves so
+//! `mod.rs` reads the A-ASSOCIATE-RQ (with dicom-ul's strict reader); after
+//! that we read PDUs ourselves so
 //! that (a) every PDU length is checked against the max PDU we offered
 //! before a byte of its body is buffered (dicom-rs's P-DATA reader is
 //! non-strict and would buffer whatever length a peer announces), and (b)
@@ -113,7 +114,7 @@ impl<'a, S> Wire<'a, S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    /// `leftover` holds bytes dicom-ul read past the A-ASSOCIATE-RQ.
+    /// `leftover` holds bytes read past the A-ASSOCIATE-RQ.
     pub fn new(stream: &'a mut S, leftover: BytesMut, max_pdu: u32, deadline: Instant) -> Self {
         let mut buffer = leftover;
         buffer.reserve(CHUNK);
