@@ -3,16 +3,38 @@
 //! The pipeline, one way through:
 //!
 //! ```text
-//! modality ──C-STORE──▶ ingest::dimse ──▶ store (durable file + index) ──▶ …
+//! modality ──C-STORE──▶ ingest::dimse ─┐
+//! PACS ─────STOW-RS───▶ ingest::dicomweb ┴▶ store ─▶ assemble ─▶ route ─▶ jobs
+//!   jobs: pixels ─▶ infer (models, cache) ─▶ results ─▶ store ─▶ egress ──▶ PACS
 //! ```
 //!
-//! `ingest` receives instances and answers peers; `store` makes them durable
-//! (fsynced file, SQLite index) before any success is sent; `sites` decides
-//! who may send; `audit` records decisions in a hash-chained trail;
-//! `telemetry` holds tracing and Prometheus metrics; `admin` is the
-//! operator's API (routes, models, audit, reload) and its CLI; `config` turns TOML,
-//! environment and flags into one validated [`config::GatewayConfig`];
-//! `app` wires it all and runs it. See ARCHITECTURE.md for the full map.
+//! # Layout, in pipeline order
+//!
+//! - [`sites`]: who may send (calling AE title and address → site).
+//! - [`ingest`]: the DICOM peers' side: DIMSE listener, DICOMweb server
+//!   (STOW-RS, QIDO-RS, WADO-RS) and, for now, the results, performance and
+//!   deliveries APIs served beside it.
+//! - [`store`]: the one acceptance path (`Store::accept`, the bounded
+//!   validator), durable files and the SQLite index.
+//! - [`assemble`]: a quiet series becomes a ready series.
+//! - [`route`]: pure rule evaluation and operator route state.
+//! - [`jobs`]: the durable job queue and the runner that conducts a ready
+//!   series through pixels, inference, results and egress.
+//! - [`pixels`]: a stored frame, checked and decoded, becomes a tensor.
+//! - [`infer`]: engines (tract, ONNX Runtime, Triton) behind one trait.
+//! - [`models`]: the model repository, manifests and hashes.
+//! - [`cache`]: result cache (Redis or in-process) and shared route state.
+//! - [`results`]: DICOM SR writers.
+//! - [`egress`]: forwarding to PACS through a durable retry queue.
+//! - [`report`]: per-site performance reports.
+//! - [`admin`], [`auth`]: the operator API and CLI; DICOMweb tokens.
+//! - [`audit`], [`telemetry`]: the hash-chained trail; tracing and metrics.
+//! - [`config`], [`app`]: TOML to a validated configuration; wiring and run.
+//! - [`certs`], [`time`]: development certificates; clock helpers.
+//!
+//! No module uses `unsafe`. See ARCHITECTURE.md for the full map.
+
+#![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod app;

@@ -1,5 +1,7 @@
 //! `dicom-gateway`: the command-line entry point.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -13,6 +13,8 @@
 //! - [`dicomweb`]: STOW-RS, QIDO-RS and WADO-RS load over HTTPS, with
 //!   their own reports in the same style.
 
+#![forbid(unsafe_code)]
+
 pub mod dicomweb;
 pub mod report;
 pub mod run;

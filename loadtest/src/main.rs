@@ -3,6 +3,8 @@
 //! tools, or check a peer with C-ECHO; drive a DICOMweb server with
 //! STOW-RS, QIDO-RS and WADO-RS load (see `dicomweb_commands`).
 
+#![forbid(unsafe_code)]
+
 mod dicomweb_commands;
 
 use std::io::IsTerminal;

@@ -9,6 +9,8 @@
 //! assert!(out.status.success());
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod memory;
 pub mod redis;
 
