@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Regenerates gateway/src/ingest/dimse/storage_classes.rs from the SOP class
+# Regenerates gateway/src/dimse/storage_classes.rs from the SOP class
 # table of the dicom-dictionary-std crate in the local cargo registry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$(ls -d ~/.cargo/registry/src/*/dicom-dictionary-std-0.10.*/src/uids.rs | tail -n1)
-out=gateway/src/ingest/dimse/storage_classes.rs
+out=gateway/src/dimse/storage_classes.rs
 {
   echo '//! Storage SOP classes we accept (generated from dicom-dictionary-std 0.10.1,'
   echo '//! PS3.6 Table A-1, by scripts/gen-storage-classes.sh; retired classes included'

@@ -3,17 +3,18 @@
 //! The pipeline, one way through:
 //!
 //! ```text
-//! modality ──C-STORE──▶ ingest::dimse ─┐
-//! PACS ─────STOW-RS───▶ ingest::dicomweb ┴▶ store ─▶ assemble ─▶ route ─▶ jobs
+//! modality ──C-STORE──▶ dimse ────┐
+//! PACS ─────STOW-RS───▶ dicomweb ─┴▶ store ─▶ assemble ─▶ route ─▶ jobs
 //!   jobs: pixels ─▶ infer (models, cache) ─▶ results ─▶ store ─▶ egress ──▶ PACS
 //! ```
 //!
 //! # Layout, in pipeline order
 //!
 //! - [`sites`]: who may send (calling AE title and address → site).
-//! - [`ingest`]: the DICOM peers' side: DIMSE listener, DICOMweb server
-//!   (STOW-RS, QIDO-RS, WADO-RS) and, for now, the results, performance and
-//!   deliveries APIs served beside it.
+//! - [`dimse`]: the DIMSE listener (C-ECHO, C-STORE; admission,
+//!   negotiation, our own PDU reader).
+//! - [`dicomweb`]: the DICOMweb server (STOW-RS, QIDO-RS, WADO-RS) and, for
+//!   now, the results, performance and deliveries APIs served beside it.
 //! - [`store`]: the one acceptance path (`Store::accept`, the bounded
 //!   validator), durable files and the SQLite index.
 //! - [`assemble`]: a quiet series becomes a ready series.
@@ -44,9 +45,10 @@ pub mod auth;
 pub mod cache;
 pub mod certs;
 pub mod config;
+pub mod dicomweb;
+pub mod dimse;
 pub mod egress;
 pub mod infer;
-pub mod ingest;
 pub mod jobs;
 pub mod models;
 pub mod pixels;

@@ -30,7 +30,7 @@ pub fn serve_admin(state: AdminState) -> anyhow::Result<(SocketAddr, actix_web::
     drop(conn);
     let listen = state.config.listen;
     let tls = match &state.config.tls {
-        Some(files) => Some(crate::ingest::dicomweb::tls::server_config(files)?),
+        Some(files) => Some(crate::dicomweb::tls::server_config(files)?),
         None => None,
     };
     let data = web::Data::new(state);

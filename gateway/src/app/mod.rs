@@ -16,8 +16,8 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::config::GatewayConfig;
-use crate::ingest::dicomweb::{DicomwebState, serve_dicomweb};
-use crate::ingest::dimse::{DimseContext, run_listener};
+use crate::dicomweb::{DicomwebState, serve_dicomweb};
+use crate::dimse::{DimseContext, run_listener};
 use crate::sites::{SharedSites, SiteRegistry};
 use crate::store::Store;
 use crate::telemetry::{Metrics, serve_metrics};

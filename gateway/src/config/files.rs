@@ -10,7 +10,7 @@
 //! when DICOMweb runs with TLS, the admin files when the admin API does,
 //! the pipeline's files when the pipeline is enabled. A certificate and key
 //! that are both missing are fine where `dev_certs` says they are created
-//! at start-up (see `ingest::dicomweb::tls::server_config`).
+//! at start-up (see `dicomweb::tls::server_config`).
 
 use std::path::Path;
 

@@ -72,7 +72,7 @@ pub struct DimseConfig {
     pub max_pdu_length: u32,
     pub max_associations: usize,
     /// Connections that have not yet sent a valid A-ASSOCIATE-RQ; they take
-    /// no association slot (`ingest::dimse::admission`).
+    /// no association slot (`dimse::admission`).
     pub max_negotiating: usize,
     /// Of those, from one source address.
     pub max_negotiating_per_peer: usize,

@@ -2,7 +2,7 @@
 //! per site × scanner × route × model version, throughput, latency
 //! percentiles, error, fallback, positive and cache-hit rates, instances
 //! received, and the drift monitor's state. Served by
-//! `GET /api/v1/performance` (`ingest::dicomweb::performance_api`) and
+//! `GET /api/v1/performance` (`dicomweb::performance_api`) and
 //! printed by `dicom-gateway report performance` ([`cli`]).
 //!
 //! Latencies come from the job rows: end to end is `finished_ms −

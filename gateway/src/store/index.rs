@@ -92,7 +92,7 @@ CREATE INDEX IF NOT EXISTS instances_site ON instances (site, received_at);
 CREATE INDEX IF NOT EXISTS instances_accession ON instances (accession_number);
 CREATE INDEX IF NOT EXISTS instances_modality ON instances (modality);
 -- A reader allowed several sites sees one copy per UID (see
--- `ingest::dicomweb::auth::Visibility`): it looks for the other copies by UID.
+-- `dicomweb::auth::Visibility`): it looks for the other copies by UID.
 CREATE INDEX IF NOT EXISTS instances_sop ON instances (sop_instance_uid);
 "#;
 

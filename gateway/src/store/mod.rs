@@ -47,7 +47,7 @@ use crate::telemetry::Metrics;
 const COMMIT_QUEUE: usize = 256;
 
 /// Why an instance was not stored. Each maps to one DIMSE status (and later
-/// one STOW-RS failure reason); see `ingest::dimse::status`.
+/// one STOW-RS failure reason); see `dimse::status`.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(

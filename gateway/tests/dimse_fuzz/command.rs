@@ -4,7 +4,7 @@
 
 use std::sync::Once;
 
-use dicom_gateway::ingest::dimse::command::DimseCommand;
+use dicom_gateway::dimse::command::DimseCommand;
 use proptest::prelude::*;
 use proptest::sample::select;
 

@@ -5,7 +5,7 @@
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
-use dicom_gateway::ingest::dimse::command::{Response, command_field};
+use dicom_gateway::dimse::command::{Response, command_field};
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_ul::Pdu;
@@ -228,7 +228,7 @@ fn pdv_header(length: u32, pc: u8, control: u8) -> Vec<u8> {
     out
 }
 
-/// How [`Wire`](dicom_gateway::ingest::dimse::wire::Wire) must end on a
+/// How [`Wire`](dicom_gateway::dimse::wire::Wire) must end on a
 /// hostile stream (the label of its `WireError`), reading at most the
 /// bytes shown.
 pub struct HostilePdu {

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use dicom_gateway::config::{CliOverrides, load_from_str};
-use dicom_gateway::ingest::dimse::negotiation::{Acceptor, Negotiated, read_request};
+use dicom_gateway::dimse::negotiation::{Acceptor, Negotiated, read_request};
 use dicom_gateway::sites::SiteRegistry;
 use dicom_ul::Pdu;
 use dicom_ul::pdu::{

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use dicom_gateway::ingest::dimse::wire::{Incoming, Wire, WireError};
+use dicom_gateway::dimse::wire::{Incoming, Wire, WireError};
 use proptest::prelude::*;
 use proptest::sample::select;
 use tokio::io::AsyncWriteExt;

@@ -6,9 +6,9 @@ use actix_multipart::Field;
 use futures::TryStreamExt;
 
 use super::{BodyLimits, DicomWebError};
-use crate::ingest::dimse::negotiation::TRANSFER_SYNTAXES;
-use crate::ingest::dimse::status;
-use crate::ingest::dimse::storage_classes::STORAGE_SOP_CLASSES;
+use crate::dimse::negotiation::TRANSFER_SYNTAXES;
+use crate::dimse::status;
+use crate::dimse::storage_classes::STORAGE_SOP_CLASSES;
 use crate::store::uid::validate_uid;
 
 /// Largest file meta group we accept (real ones are a few hundred bytes).

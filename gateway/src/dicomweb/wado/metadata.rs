@@ -27,9 +27,9 @@ use super::part10::{self, PIXEL_DATA, PixelData};
 use super::transfer_syntax::APPLICATION_DICOM_JSON;
 use super::{Target, blocking, find_instances};
 use crate::auth::Scope;
-use crate::ingest::dicomweb::DicomwebState;
-use crate::ingest::dicomweb::auth::Authenticated;
-use crate::ingest::dicomweb::error::DicomWebError;
+use crate::dicomweb::DicomwebState;
+use crate::dicomweb::auth::Authenticated;
+use crate::dicomweb::error::DicomWebError;
 
 /// Binary values longer than this are sent as bulk data references.
 pub const BULK_DATA_THRESHOLD: usize = 4096;

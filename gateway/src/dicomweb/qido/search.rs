@@ -18,7 +18,7 @@ use rusqlite::{Connection, params_from_iter};
 use super::catalog::{self, Level, Source};
 use super::matching::{Sql, condition};
 use super::plan::SearchPlan;
-use crate::ingest::dicomweb::auth::Visibility;
+use crate::dicomweb::auth::Visibility;
 
 /// The caller's site restriction.
 pub type SiteCondition = Visibility;

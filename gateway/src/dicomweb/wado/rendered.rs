@@ -27,9 +27,9 @@ use super::frames::parse_frame_list;
 use super::transfer_syntax::{IMAGE_JPEG, IMAGE_PNG};
 use super::{IndexedInstance, Target, blocking, decode, find_instance, find_instances};
 use crate::auth::Scope;
-use crate::ingest::dicomweb::DicomwebState;
-use crate::ingest::dicomweb::auth::Authenticated;
-use crate::ingest::dicomweb::error::DicomWebError;
+use crate::dicomweb::DicomwebState;
+use crate::dicomweb::auth::Authenticated;
+use crate::dicomweb::error::DicomWebError;
 
 /// Longer side of a thumbnail without a viewport.
 pub const THUMBNAIL_SIZE: u32 = 128;

@@ -27,9 +27,9 @@ use super::transfer_syntax::{
 };
 use super::{IndexedInstance, Target, blocking, decode, find_instance};
 use crate::auth::Scope;
-use crate::ingest::dicomweb::DicomwebState;
-use crate::ingest::dicomweb::auth::Authenticated;
-use crate::ingest::dicomweb::error::DicomWebError;
+use crate::dicomweb::DicomwebState;
+use crate::dicomweb::auth::Authenticated;
+use crate::dicomweb::error::DicomWebError;
 
 /// Most bytes we hold in memory for one response (decoded frames, values
 /// of deflated files).

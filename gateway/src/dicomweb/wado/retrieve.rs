@@ -20,9 +20,9 @@ use super::transcode::{ConvertedFile, can_convert_to_explicit_le, convert_to_exp
 use super::transfer_syntax::{APPLICATION_DICOM, EXPLICIT_VR_LITTLE_ENDIAN};
 use super::{IndexedInstance, Target, find_instances};
 use crate::auth::Scope;
-use crate::ingest::dicomweb::DicomwebState;
-use crate::ingest::dicomweb::auth::Authenticated;
-use crate::ingest::dicomweb::error::DicomWebError;
+use crate::dicomweb::DicomwebState;
+use crate::dicomweb::auth::Authenticated;
+use crate::dicomweb::error::DicomWebError;
 use futures::StreamExt;
 
 pub async fn study(

@@ -19,7 +19,7 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use image::DynamicImage;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::ingest::dicomweb::error::DicomWebError;
+use crate::dicomweb::error::DicomWebError;
 use crate::pixels;
 
 /// Largest stored file we load to decode.

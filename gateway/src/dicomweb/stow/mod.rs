@@ -24,7 +24,7 @@ use super::DicomwebState;
 use super::auth::Authenticated;
 use super::error::DicomWebError;
 use crate::auth::{Principal, Scope};
-use crate::ingest::dimse::status::{self, store_error_status};
+use crate::dimse::status::{self, store_error_status};
 use crate::store::uid::{trim_uid, validate_uid};
 use crate::store::{self, Announced, Provenance, StagingFile, StoreError};
 
