@@ -6,19 +6,19 @@
 
 mod chain;
 mod model_health;
-mod models;
+mod model_cache;
 pub mod queue;
 mod result;
-mod runner;
+mod worker;
 
 use std::sync::Arc;
 
 use tokio::sync::Notify;
 
 pub use model_health::{HealthState, ModelHealth, spawn_health_watch};
-pub use models::{LoadedSummary, ModelCache, ModelUnavailable};
+pub use model_cache::{LoadedSummary, ModelCache, ModelUnavailable};
 pub use queue::{Job, JobPurpose, JobRecord, NewJob};
-pub use runner::{JobRunner, RunnerConfig, RunnerParts};
+pub use worker::{JobRunner, RunnerConfig, RunnerParts};
 
 /// Wakes idle runners when the assembler has queued new jobs.
 #[derive(Clone, Default)]

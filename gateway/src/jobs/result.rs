@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::chain::GivenUp;
 use super::queue::{Job, ServedBy};
-use super::runner::{JobError, JobRunner};
+use super::worker::{JobError, JobRunner};
 use crate::assemble::{ReadySeries, SeriesInstance};
 use crate::egress::NewDelivery;
 use crate::infer::{Classification, LoadedModel};

@@ -17,7 +17,7 @@ use super::chain::{
     AttemptResult, ChainOutcome, GivenUp, Plan, Scored, publish_circuit, record, step_name,
     step_reason,
 };
-use super::models::ModelCache;
+use super::model_cache::ModelCache;
 use super::queue::{self, Job, JobCompletion, JobPurpose};
 use super::result::{
     Step, compare_findings, completion_detail, failure_detail, findings_json, served_by,
