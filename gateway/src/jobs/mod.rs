@@ -4,9 +4,14 @@
 //! (`results::sr`), stores it through the `store`, and queues it for the
 //! route's destinations (`egress`).
 
+mod attempt;
 mod chain;
-mod model_health;
+mod conn;
+mod error;
+mod finish;
 mod model_cache;
+mod model_health;
+mod monitor;
 pub mod queue;
 mod result;
 mod worker;
@@ -15,8 +20,8 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-pub use model_health::{HealthState, ModelHealth, spawn_health_watch};
 pub use model_cache::{LoadedSummary, ModelCache, ModelUnavailable};
+pub use model_health::{HealthState, ModelHealth, spawn_health_watch};
 pub use queue::{Job, JobPurpose, JobRecord, NewJob};
 pub use worker::{JobRunner, RunnerConfig, RunnerParts};
 

@@ -7,15 +7,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::chain::GivenUp;
+use super::conn::IndexDb;
+use super::error::JobError;
 use super::queue::{Job, ServedBy};
-use super::worker::{JobError, JobRunner};
 use crate::assemble::{ReadySeries, SeriesInstance};
-use crate::egress::NewDelivery;
+use crate::egress::{EgressHandle, NewDelivery};
 use crate::infer::{Classification, LoadedModel};
 use crate::results::sr::{
     self, Algorithm, COMPREHENSIVE_SR_STORAGE, Finding, ResultProvenance, SourceInstance,
     SrRequest, StudyContext,
 };
+use crate::store::Store;
 
 /// Explicit VR Little Endian: what the SR writer produces.
 const EXPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2.1";
@@ -35,7 +37,19 @@ pub(super) struct Step<'a> {
     pub reason: Option<&'a str>,
 }
 
-impl JobRunner {
+/// What storing and forwarding a result needs: the index (to find a
+/// result an earlier run stored), the store, the egress queue (absent when
+/// egress is not running), and the names the SR is made under.
+pub(super) struct ResultOutput<'a> {
+    pub db: &'a IndexDb,
+    pub store: &'a Store,
+    pub egress: Option<&'a EgressHandle>,
+    /// UID root for result series and instances.
+    pub uid_root: &'a str,
+    pub ae_title: &'a str,
+}
+
+impl ResultOutput<'_> {
     /// Writes the SR of `classification` by `model` and stores it in the
     /// study, unless an earlier run of the same job already did.
     pub(super) async fn store_sr(
@@ -47,14 +61,13 @@ impl JobRunner {
         classification: &Classification,
         step: Step<'_>,
     ) -> Result<StoredResult, JobError> {
-        let config = self.config();
         let key = job.key();
         let key_refs: Vec<&str> = key.iter().map(String::as_str).collect();
         let sop_instance_uid =
-            sr::derived_uid(&config.uid_root, &[&["result"], &key_refs[..]].concat());
+            sr::derived_uid(self.uid_root, &[&["result"], &key_refs[..]].concat());
         let planned = job.model.to_string();
         let series_instance_uid = sr::derived_uid(
-            &config.uid_root,
+            self.uid_root,
             &[
                 "result-series",
                 &job.site,
@@ -108,7 +121,7 @@ impl JobRunner {
             content_time,
             manufacturer: "DICOM Inference Gateway".into(),
             software_version: env!("CARGO_PKG_VERSION").into(),
-            station_ae_title: config.ae_title.clone(),
+            station_ae_title: self.ae_title.to_string(),
         };
 
         // A re-run after a crash finds its result already stored (in the
@@ -116,7 +129,8 @@ impl JobRunner {
         let existing_uid = sop_instance_uid.clone();
         let existing_site = job.site.clone();
         let existing = self
-            .db(move |c| crate::store::index::find(c, &existing_site, &existing_uid))
+            .db
+            .run(move |c| crate::store::index::find(c, &existing_site, &existing_uid))
             .await?;
         let path = match existing {
             Some(found) => PathBuf::from(found.path),
@@ -124,8 +138,8 @@ impl JobRunner {
                 let bytes = tokio::task::spawn_blocking(move || sr::write_sr(&request))
                     .await
                     .map_err(|e| JobError::Internal(format!("SR task: {e}")))??;
-                self.store()
-                    .store_generated(&bytes, &job.site, &config.ae_title)
+                self.store
+                    .store_generated(&bytes, &job.site, self.ae_title)
                     .await?
                     .path
             }
@@ -185,7 +199,7 @@ impl JobRunner {
         if deliveries.is_empty() {
             return Ok(());
         }
-        let egress = self.egress().ok_or_else(|| {
+        let egress = self.egress.ok_or_else(|| {
             JobError::Egress("route names destinations but egress is not running".into())
         })?;
         for delivery in deliveries {
