@@ -3,6 +3,26 @@
 //! (`pixels`), runs the route's model (`infer`), writes a Comprehensive SR
 //! (`results::sr`), stores it through the `store`, and queues it for the
 //! route's destinations (`egress`).
+//!
+//! Layout, in the order a job meets it:
+//! - `queue.rs`: the durable `jobs` table (insert, claim, complete, fail).
+//! - `worker.rs`: `JobRunner`, the worker loop: claim, load sources, plan,
+//!   then the steps below; failures retried or recorded and audited.
+//! - `chain.rs`: the plan (serving model, fallbacks, terminal step) and the
+//!   circuit bookkeeping of one attempt, pure.
+//! - `attempt.rs`: `Attempts`, the attempt chain (pixels, result cache,
+//!   engine under the circuit and timeout), until one model answers.
+//! - `finish.rs`: `Finish`, the job's end: served, terminal or shadow; job
+//!   row and audit entry in one transaction; shadow comparison.
+//! - `result.rs`: `ResultOutput`, the SR stored in the study and the
+//!   deliveries queued, plus the JSON the job row and audit record.
+//! - `monitor.rs`: `Monitor`, per-site performance and drift observations.
+//! - `model_cache.rs`, `model_health.rs`: the loaded model versions and
+//!   their health (load failures, periodic probes).
+//! - `error.rs`: `JobError`; `conn.rs`: `IndexDb`, a connection per call.
+//!
+//! Each step takes a small struct of borrows the runner builds; no step
+//! calls back into `JobRunner`.
 
 mod attempt;
 mod chain;

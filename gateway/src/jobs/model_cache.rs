@@ -1,6 +1,13 @@
-//! Model versions in service for the pipeline: loaded (hash verified,
-//! engine built and health-checked) on first use, then kept. Every load and
-//! unload is audited, so the trail says which file served when.
+//! `ModelCache`: the runners' cache of loaded model versions (hash
+//! verified, engine built and health-checked) on first use, then kept, and
+//! swapped for a rescanned repository on reload. Every load and unload is
+//! audited, so the trail says which file served when.
+//!
+//! It lives in `jobs`, not `models/` or `cache/`: `models/` is the
+//! repository on disk and sits below `infer` (which this builds engines
+//! with), and `cache/` is the result cache keyed by input tensor. This is
+//! what the attempt chain loads models from, what `model_health` probes,
+//! and what `app::Control` lists and reloads.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
