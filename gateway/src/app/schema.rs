@@ -74,3 +74,50 @@ pub fn prepare_data_dir(data_dir: &Path) -> anyhow::Result<()> {
     open_index(&crate::store::Layout::new(data_dir).index_path())?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tables(conn: &Connection) -> Vec<String> {
+        conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_fresh_index_gets_every_stage_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_index(&dir.path().join("index.sqlite")).unwrap();
+        let have = tables(&conn);
+        for step in STEPS.iter().chain(REKEYED_IN_SCHEMA_2) {
+            assert!(
+                have.iter().any(|t| t == step.table),
+                "{} missing",
+                step.table
+            );
+        }
+        assert!(have.iter().any(|t| t == "instances"));
+    }
+
+    #[test]
+    fn the_store_alone_refuses_a_schema_1_index_and_leaves_it_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        {
+            let conn = crate::db::open(&path).unwrap();
+            conn.execute_batch("CREATE TABLE instances (sop_instance_uid TEXT PRIMARY KEY);")
+                .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        assert!(crate::store::index::open(&path).is_err());
+        let conn = crate::db::open(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 1);
+    }
+}
