@@ -31,7 +31,12 @@
 //! - [`admin`], [`auth`]: the operator API and CLI; DICOMweb tokens.
 //! - [`audit`], [`telemetry`]: the hash-chained trail; tracing and metrics.
 //! - [`config`], [`app`]: TOML to a validated configuration; wiring and run.
+//! - [`db`]: the database leaf (connection policy, schema steps; the
+//!   ordered list is `app::schema`).
 //! - [`certs`], [`time`]: development certificates; clock helpers.
+//!
+//! Modules depend downwards in the order of ARCHITECTURE.md's "Layers"
+//! (checked by the `layers` unit test).
 //!
 //! No module uses `unsafe`. See ARCHITECTURE.md for the full map.
 
@@ -45,11 +50,14 @@ pub mod auth;
 pub mod cache;
 pub mod certs;
 pub mod config;
+pub mod db;
 pub mod dicomweb;
 pub mod dimse;
 pub mod egress;
 pub mod infer;
 pub mod jobs;
+#[cfg(test)]
+mod layers;
 pub mod models;
 pub mod pixels;
 pub mod report;

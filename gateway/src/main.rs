@@ -378,6 +378,11 @@ fn tokens_command(command: TokensCommand) -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    // Every stage's tables (a schema 1 index migrated), as `serve` would.
+    if let Err(e) = dicom_gateway::app::schema::prepare_data_dir(&data_dir) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let mut store = match TokenStore::open(&data_dir) {
         Ok(store) => store,
         Err(e) => {

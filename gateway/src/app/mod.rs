@@ -4,6 +4,7 @@ mod control;
 mod pipeline;
 mod reload;
 mod route_health;
+pub mod schema;
 
 pub use control::{ChainStepView, Control, ROUTE_STATUSES, RouteView};
 pub use reload::{APPLIED_LIVE, RESTART_SECTIONS, ReloadRefused, ReloadReport};
@@ -46,6 +47,8 @@ pub async fn run(config: GatewayConfig, shutdown: impl Future<Output = ()>) -> a
     let metrics = Metrics::with_drift(config.drift.clone());
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    // Every stage's tables, a schema 1 index migrated, before any stage opens it.
+    schema::prepare_data_dir(&config.data_dir).context("cannot open the index database")?;
     let (store, report) = Store::open(&config.data_dir, config.store.clone(), metrics.clone())
         .context("cannot open the store")?;
     if report.repaired_anything() || report.temp_files_removed > 0 {

@@ -2,7 +2,8 @@
 //! new instance has arrived for the configured stable time.
 //!
 //! Arrival is recorded by the store's committer in the same transaction as
-//! the instance's index row ([`record_arrival`]), so what assembly knows is
+//! the instance's index row (`store::record_arrival`; the store owns the
+//! `series_activity` table and assembly only reads it), so what assembly knows is
 //! exactly as durable as what was acknowledged: after a crash, a series that
 //! was still assembling is picked up again. The [`Assembler`] thread finds
 //! series whose last arrival is older than the stable time, routes them
@@ -28,7 +29,7 @@ use crate::jobs::{JobPurpose, JobsNotifier, NewJob};
 use crate::route::{Level, RouteStateStore, RoutesHandle, RoutingInput, effective_model, evaluate};
 use crate::telemetry::{Metrics, modality_label};
 
-pub use schema::{assembling_count, create_schema, record_arrival};
+pub use schema::assembling_count;
 pub use series::{ReadySeries, SeriesInstance, load_instance, load_series};
 
 /// When a series counts as complete.

@@ -1,54 +1,11 @@
-//! The `series_activity` table: one row per series, updated with each
-//! arrival in the committer's transaction. A series is (site, Series
-//! Instance UID), like an instance is (site, SOP Instance UID): two sites
-//! that send the same series each get theirs assembled and routed.
+//! Reads of the `series_activity` table, which the store owns and writes
+//! (`store::activity`, one row per series, updated with each arrival in the
+//! committer's transaction); assembly only reads it and marks a series
+//! dispatched. A series is (site, Series Instance UID), like an instance is
+//! (site, SOP Instance UID): two sites that send the same series each get
+//! theirs assembled and routed.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
-
-use crate::store::IndexRow;
-
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS series_activity (
-    series_instance_uid TEXT NOT NULL,
-    study_instance_uid  TEXT NOT NULL,
-    site                TEXT NOT NULL,
-    calling_ae          TEXT NOT NULL,
-    first_received_ms   INTEGER NOT NULL,
-    last_received_ms    INTEGER NOT NULL,
-    instances           INTEGER NOT NULL,
-    -- 'assembling' until routed, then 'dispatched'
-    state               TEXT NOT NULL,
-    PRIMARY KEY (site, series_instance_uid)
-);
-CREATE INDEX IF NOT EXISTS series_activity_ready ON series_activity (state, last_received_ms);
-"#;
-
-pub fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(SCHEMA)
-}
-
-/// Records that an instance of `row`'s series became durable now.
-pub fn record_arrival(tx: &Transaction<'_>, row: &IndexRow) -> rusqlite::Result<()> {
-    let now = crate::time::unix_millis();
-    tx.execute(
-        "INSERT INTO series_activity
-             (series_instance_uid, study_instance_uid, site, calling_ae,
-              first_received_ms, last_received_ms, instances, state)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, 'assembling')
-         ON CONFLICT (site, series_instance_uid) DO UPDATE SET
-             last_received_ms = excluded.last_received_ms,
-             instances = instances + 1,
-             state = 'assembling'",
-        params![
-            row.attributes.series_instance_uid,
-            row.attributes.study_instance_uid,
-            row.site,
-            row.calling_ae,
-            now
-        ],
-    )?;
-    Ok(())
-}
+use rusqlite::{Connection, OptionalExtension, params};
 
 /// A series waiting for its stable time, as last seen.
 #[derive(Debug, Clone)]

@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::{Assembler, AssemblyConfig, record_arrival};
+use super::{Assembler, AssemblyConfig};
 use crate::jobs::JobsNotifier;
 use crate::models::ModelRepository;
 use crate::route::{
     Deployment, OperatorRequest, RouteCommand, RouteStateStore, RouteTable, RoutesHandle,
 };
+use crate::store::record_arrival;
 use crate::store::{IndexRow, IndexedAttributes, index};
 use crate::telemetry::Metrics;
 
@@ -84,11 +85,14 @@ fn jobs(conn: &Connection, route: &str) -> i64 {
 fn instance_routes_get_a_job_per_instance_and_late_instances_add_only_theirs() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("index.sqlite");
-    let mut writer = index::open(&path).unwrap();
+    let mut writer = crate::app::schema::open_index(&path).unwrap();
     for sop in ["1.2.3.1.1", "1.2.3.1.2", "1.2.3.1.3"] {
         arrive(&mut writer, "1.2.3.1", sop, "DX", "CHEST");
     }
-    let mut asm = assembler(index::open(&path).unwrap(), Duration::ZERO);
+    let mut asm = assembler(
+        crate::app::schema::open_index(&path).unwrap(),
+        Duration::ZERO,
+    );
     assert_eq!(asm.pass().unwrap(), 1);
     assert_eq!(jobs(&writer, "radiograph-exposure"), 3);
     assert_eq!(
@@ -106,11 +110,14 @@ fn instance_routes_get_a_job_per_instance_and_late_instances_add_only_theirs() {
 fn a_series_route_runs_once_per_series_and_unrouted_series_get_no_jobs() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("index.sqlite");
-    let mut writer = index::open(&path).unwrap();
+    let mut writer = crate::app::schema::open_index(&path).unwrap();
     arrive(&mut writer, "1.2.3.2", "1.2.3.2.1", "CT", "HEAD");
     arrive(&mut writer, "1.2.3.2", "1.2.3.2.2", "CT", "HEAD");
     arrive(&mut writer, "1.2.3.3", "1.2.3.3.1", "CT", "CHEST");
-    let mut asm = assembler(index::open(&path).unwrap(), Duration::ZERO);
+    let mut asm = assembler(
+        crate::app::schema::open_index(&path).unwrap(),
+        Duration::ZERO,
+    );
     assert_eq!(asm.pass().unwrap(), 2);
     assert_eq!(jobs(&writer, "ct-head-hyperdensity"), 1);
     let total: i64 = writer
@@ -131,14 +138,17 @@ fn a_series_route_runs_once_per_series_and_unrouted_series_get_no_jobs() {
 fn two_sites_sending_one_series_get_two_series_each_with_its_own_instances() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("index.sqlite");
-    let mut writer = index::open(&path).unwrap();
+    let mut writer = crate::app::schema::open_index(&path).unwrap();
     // A study transferred between two hospitals reaches the gateway from both.
     for sop in ["1.2.3.9.1", "1.2.3.9.2"] {
         arrive_at(&mut writer, "north", "1.2.3.9", sop, "DX", "CHEST");
     }
     arrive_at(&mut writer, "south", "1.2.3.9", "1.2.3.9.2", "DX", "CHEST");
     arrive_at(&mut writer, "south", "1.2.3.9", "1.2.3.9.3", "DX", "CHEST");
-    let mut asm = assembler(index::open(&path).unwrap(), Duration::ZERO);
+    let mut asm = assembler(
+        crate::app::schema::open_index(&path).unwrap(),
+        Duration::ZERO,
+    );
     assert_eq!(asm.pass().unwrap(), 2, "one series per site");
 
     let per_site: Vec<(String, i64)> = writer
@@ -184,9 +194,12 @@ fn two_sites_sending_one_series_get_two_series_each_with_its_own_instances() {
 fn nothing_is_ready_before_the_stable_time() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("index.sqlite");
-    let mut writer = index::open(&path).unwrap();
+    let mut writer = crate::app::schema::open_index(&path).unwrap();
     arrive(&mut writer, "1.2.3.4", "1.2.3.4.1", "CT", "HEAD");
-    let mut asm = assembler(index::open(&path).unwrap(), Duration::from_secs(3600));
+    let mut asm = assembler(
+        crate::app::schema::open_index(&path).unwrap(),
+        Duration::from_secs(3600),
+    );
     assert_eq!(asm.pass().unwrap(), 0);
     assert_eq!(jobs(&writer, "ct-head-hyperdensity"), 0);
 }
@@ -195,8 +208,9 @@ fn nothing_is_ready_before_the_stable_time() {
 fn operator_state_picks_the_version_adds_shadow_jobs_and_stops_new_work() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("index.sqlite");
-    let mut writer = index::open(&path).unwrap();
-    let store = Arc::new(RouteStateStore::load(index::open(&path).unwrap()).unwrap());
+    let mut writer = crate::app::schema::open_index(&path).unwrap();
+    let store =
+        Arc::new(RouteStateStore::load(crate::app::schema::open_index(&path).unwrap()).unwrap());
     let repository =
         ModelRepository::open(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"))
             .unwrap();
@@ -230,7 +244,10 @@ fn operator_state_picks_the_version_adds_shadow_jobs_and_stops_new_work() {
 
     arrive(&mut writer, "1.2.3.7", "1.2.3.7.1", "CT", "HEAD");
     arrive(&mut writer, "1.2.3.8", "1.2.3.8.1", "DX", "CHEST");
-    let mut asm = assembler(index::open(&path).unwrap(), Duration::ZERO);
+    let mut asm = assembler(
+        crate::app::schema::open_index(&path).unwrap(),
+        Duration::ZERO,
+    );
     asm.states = Arc::clone(&store);
     assert_eq!(asm.pass().unwrap(), 2);
 

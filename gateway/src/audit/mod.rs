@@ -81,7 +81,8 @@ pub fn append(tx: &Transaction<'_>, entry: &AuditEntry) -> rusqlite::Result<i64>
 /// `index_path`. Blocking: call it from `spawn_blocking`. For records that
 /// belong to no other change (refused operator actions, token changes).
 pub fn append_to(index_path: &Path, entry: &AuditEntry) -> rusqlite::Result<i64> {
-    let mut conn = crate::store::index::open(index_path)?;
+    let mut conn = crate::db::open(index_path)?;
+    create_schema(&conn)?;
     let tx = conn.transaction()?;
     let seq = append(&tx, entry)?;
     tx.commit()?;

@@ -95,6 +95,7 @@ impl TokenStore {
             TokenError::Database(rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
         })?;
         let conn = crate::store::index::open(&data_dir.join("index.sqlite"))?;
+        create_schema(&conn)?;
         Ok(Self { conn })
     }
 

@@ -8,7 +8,7 @@
 //! Every call runs on the blocking pool: SQLite must never stall the async
 //! runtime. Transactions are short and `IMMEDIATE` where they write, because
 //! the committer thread and other stages write to the same file; the busy
-//! timeout set by [`crate::store::index::open`] absorbs their locks.
+//! timeout set by [`crate::db::open`] absorbs their locks.
 
 use std::path::{Component, Path};
 use std::sync::{Arc, Mutex};
@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, destination, next_attempt_at);
 "#;
 
-/// Creates the `deliveries` table; called by [`crate::store::index::open`].
+/// Creates the `deliveries` table; a step of `app::schema::STEPS`.
 pub(crate) fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)
 }
@@ -158,9 +158,11 @@ impl DeliveryQueue {
     /// Opens the index database at `db_path` (creating the table if needed).
     pub async fn open(db_path: &Path) -> Result<Self, QueueError> {
         let path = db_path.to_path_buf();
-        let conn = tokio::task::spawn_blocking(move || crate::store::index::open(&path))
-            .await
-            .map_err(|e| QueueError::Task(e.to_string()))??;
+        let conn = tokio::task::spawn_blocking(move || {
+            crate::store::index::open(&path).and_then(|conn| create_schema(&conn).map(|()| conn))
+        })
+        .await
+        .map_err(|e| QueueError::Task(e.to_string()))??;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })

@@ -49,7 +49,7 @@ async fn enqueue_is_idempotent_and_never_resets_a_delivered_row() {
     assert_eq!(row.attempts, 1);
     assert_eq!(row.last_status, Some(0));
 
-    let conn = crate::store::index::open(&dir.path().join("index.sqlite")).unwrap();
+    let conn = crate::app::schema::open_index(&dir.path().join("index.sqlite")).unwrap();
     let detail: String = conn
         .query_row(
             "SELECT detail FROM audit WHERE action = 'egress.delivered'",
@@ -123,7 +123,7 @@ async fn dead_letters_are_listed_counted_audited_and_requeued() {
     assert_eq!(requeued.attempts, 0);
     assert_eq!(queue.due(SystemTime::now(), 10).await.unwrap().len(), 2);
 
-    let conn = crate::store::index::open(&dir.path().join("index.sqlite")).unwrap();
+    let conn = crate::app::schema::open_index(&dir.path().join("index.sqlite")).unwrap();
     let actions: Vec<String> = conn
         .prepare("SELECT action FROM audit ORDER BY seq")
         .unwrap()

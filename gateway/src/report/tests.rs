@@ -18,7 +18,7 @@ struct Index {
 fn index() -> Index {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_path_buf();
-    let conn = crate::store::index::open(&data_dir.join("index.sqlite")).unwrap();
+    let conn = crate::app::schema::open_index(&data_dir.join("index.sqlite")).unwrap();
     Index {
         _dir: dir,
         data_dir,

@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS route_state (
 );
 "#;
 
-/// Creates the `route_state` table; called by [`crate::store::index::open`].
+/// Creates the `route_state` table; a step of `app::schema::STEPS`.
 pub(crate) fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)
 }

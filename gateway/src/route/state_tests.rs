@@ -110,7 +110,7 @@ impl Fixture {
 }
 
 fn open_index(dir: &Path) -> rusqlite::Connection {
-    crate::store::index::open(&dir.join("index.sqlite")).unwrap()
+    crate::app::schema::open_index(&dir.join("index.sqlite")).unwrap()
 }
 
 fn copy_tree(from: &Path, to: &Path) {

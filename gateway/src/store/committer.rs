@@ -166,7 +166,7 @@ impl Committer {
                 // Series assembly learns of the arrival in the same
                 // transaction, so it is exactly as durable as the instance.
                 if row.protocol != super::GENERATED_PROTOCOL {
-                    crate::assemble::record_arrival(&tx, row).map_err(StoreError::Index)?;
+                    super::activity::record_arrival(&tx, row).map_err(StoreError::Index)?;
                 }
                 if let Some(entry) = audit {
                     audit::append(&tx, entry).map_err(StoreError::Index)?;

@@ -3,12 +3,13 @@
 //! An instance is identified by (site, SOP Instance UID): each site has its
 //! own namespace, so a UID another site holds is never looked up, replaced
 //! or revealed by a write (see `docs/conformance.md`, "Instance identity
-//! across sites"). Schema 1 keyed rows by UID alone; [`open`] migrates it
-//! (`migrate`).
+//! across sites"). Schema 1 keyed rows by UID alone; [`open_migrating`]
+//! migrates it (`migrate`), given the tables of the stages above the store
+//! whose keys changed (`app::schema` passes them).
 //!
-//! WAL mode with `synchronous = FULL`, so a committed transaction is on disk
-//! when `commit` returns: the committer relies on that before it
-//! acknowledges. Readers (QIDO-RS, the CLI, tests) open their own
+//! Connections follow the policy of [`crate::db::open`]: WAL mode with
+//! `synchronous = FULL`, so a committed transaction is on disk when `commit`
+//! returns: the committer relies on that before it acknowledges. Readers (QIDO-RS, the CLI, tests) open their own
 //! connections; WAL lets them read while the committer writes.
 
 use std::path::Path;
@@ -16,6 +17,7 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::attributes::IndexedAttributes;
+use crate::db::SchemaStep;
 
 mod migrate;
 
@@ -106,38 +108,58 @@ fn create_instances(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)
 }
 
-/// Opens (creating if needed) the index with the pragmas durability needs.
+/// The tables the store itself writes, created by every open, in order:
+/// instances, the series arrivals the committer records with them, and the
+/// audit trail its duplicate decisions append to.
+const STORE_STEPS: &[SchemaStep] = &[
+    SchemaStep {
+        table: "instances",
+        create: create_instances,
+    },
+    SchemaStep {
+        table: "series_activity",
+        create: super::activity::create_schema,
+    },
+    SchemaStep {
+        table: "audit",
+        create: crate::audit::create_schema,
+    },
+];
+
+/// Opens (creating if needed) the index with the connection policy of
+/// [`crate::db::open`] and creates the store's own tables. A schema 1 index
+/// is refused here, never half-migrated: `app::schema::open_index`, run at
+/// start-up and by the CLI commands that open the index, migrates it first.
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {
-    let mut conn = Connection::open(path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    open_migrating(path, None)
+}
+
+/// Like [`open`], and migrates a schema 1 index in one transaction, first
+/// the store's tables and then `rekeyed`, the tables of the stages above
+/// whose keys changed. `None` refuses to migrate.
+pub fn open_migrating(path: &Path, rekeyed: Option<&[SchemaStep]>) -> rusqlite::Result<Connection> {
+    let mut conn = crate::db::open(path)?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let has_tables: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'instances')",
         [],
         |r| r.get(0),
     )?;
-    if has_tables && version == migrate::FROM_VERSION {
-        migrate::to_current(&mut conn)?;
-    } else if has_tables && version != SCHEMA_VERSION {
-        return Err(rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
-            Some(format!(
-                "index schema version {version}, this build expects {SCHEMA_VERSION}"
-            )),
-        ));
+    let needs_migration = has_tables && version == migrate::FROM_VERSION;
+    match rekeyed {
+        Some(rekeyed) if needs_migration => migrate::to_current(&mut conn, rekeyed)?,
+        _ if has_tables && version != SCHEMA_VERSION => {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+                Some(format!(
+                    "index schema version {version}, this build expects {SCHEMA_VERSION}"
+                )),
+            ));
+        }
+        _ => {}
     }
-    create_instances(&conn)?;
+    crate::db::create_all(&conn, STORE_STEPS)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-    crate::audit::create_schema(&conn)?;
-    crate::egress::create_schema(&conn)?;
-    crate::auth::create_schema(&conn)?;
-    crate::assemble::create_schema(&conn)?;
-    crate::jobs::queue::create_schema(&conn)?;
-    crate::route::create_state_schema(&conn)?;
-    crate::admin::tokens::create_schema(&conn)?;
     Ok(conn)
 }
 

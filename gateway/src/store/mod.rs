@@ -10,6 +10,7 @@
 //! into a Success for the sender.
 
 mod accept;
+pub mod activity;
 mod attributes;
 mod committer;
 mod generated;
@@ -30,6 +31,7 @@ use dicom_object::{FileMetaTable, OpenFileOptions};
 use tokio::sync::{mpsc, oneshot};
 
 pub use accept::{AcceptedInstance, Announced};
+pub use activity::record_arrival;
 pub use attributes::IndexedAttributes;
 pub use generated::GENERATED_PROTOCOL;
 pub use index::IndexRow;

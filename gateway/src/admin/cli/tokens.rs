@@ -65,6 +65,11 @@ impl AdminTokensCommand {
                 return ExitCode::from(EXIT_BAD_CONFIG);
             }
         };
+        // Every stage's tables (a schema 1 index migrated), as `serve` would.
+        if let Err(e) = crate::app::schema::prepare_data_dir(&data_dir) {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
         let mut store = match AdminTokenStore::open(&data_dir) {
             Ok(store) => store,
             Err(e) => {

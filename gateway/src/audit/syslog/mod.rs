@@ -204,7 +204,7 @@ impl Exporter {
         let path = self.index_path.clone();
         let sink_owned = sink.to_string();
         let (cursor, records) = blocking(move || {
-            let conn = crate::store::index::open(&path)?;
+            let conn = crate::db::open(&path)?;
             let cursor = read_cursor(&conn, &sink_owned)?;
             Ok((cursor, super::query::after(&conn, cursor, BATCH)?))
         })
@@ -226,7 +226,7 @@ impl Exporter {
             let path = self.index_path.clone();
             let sink_owned = sink.to_string();
             blocking(move || {
-                let conn = crate::store::index::open(&path)?;
+                let conn = crate::db::open(&path)?;
                 write_cursor(&conn, &sink_owned, sent_up_to)
             })
             .await?;

@@ -183,7 +183,7 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, RouteStateStore) {
         let dir = tempfile::tempdir().unwrap();
-        let conn = crate::store::index::open(&dir.path().join("index.sqlite")).unwrap();
+        let conn = crate::app::schema::open_index(&dir.path().join("index.sqlite")).unwrap();
         (dir, RouteStateStore::load(conn).unwrap())
     }
 
@@ -199,7 +199,7 @@ mod tests {
     }
 
     fn sync_audits(dir: &tempfile::TempDir) -> i64 {
-        let conn = crate::store::index::open(&dir.path().join("index.sqlite")).unwrap();
+        let conn = crate::app::schema::open_index(&dir.path().join("index.sqlite")).unwrap();
         conn.query_row(
             "SELECT COUNT(*) FROM audit WHERE actor = ?1",
             [SYNC_ACTOR],

@@ -1,4 +1,4 @@
-//! Index schema 1 → 2, run by [`super::open`]: instances are identified by
+//! Index schema 1 → 2, run by [`super::open_migrating`]: instances are identified by
 //! (site, SOP Instance UID) instead of the UID alone, and what is keyed by
 //! an instance or a series follows: series assembly by (site, series), jobs
 //! by (site, series, instance, model version), deliveries by (destination,
@@ -7,42 +7,51 @@
 //! SQLite cannot change a primary key or a UNIQUE constraint in place, so
 //! each of those tables is rebuilt: renamed aside, created anew by the
 //! module that owns its schema, its rows copied column by column, the old
-//! table dropped. All of it is one transaction: a crash leaves schema 1
+//! table dropped. The store rebuilds its own tables (`instances`,
+//! `series_activity`); the tables of stages above it (`jobs`, `deliveries`)
+//! are passed in by `app::schema`, so the store imports no stage above it.
+//! All of it is one transaction: a crash leaves schema 1
 //! intact and the next start migrates again. Every row keeps every value,
 //! `path` included, so files written under schema 1 stay valid where they
 //! are (new files get the site-scoped paths of `Layout`).
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use crate::db::{CreateFn, SchemaStep};
+
 /// The only older schema this build migrates.
 pub(super) const FROM_VERSION: i64 = 1;
 
-type CreateTable = fn(&Connection) -> rusqlite::Result<()>;
-
-/// The tables whose keys changed, each with the function that creates it
-/// (and its indexes) at the current schema.
-const REBUILT: &[(&str, CreateTable)] = &[
-    ("instances", super::create_instances),
-    ("series_activity", crate::assemble::create_schema),
-    ("jobs", crate::jobs::queue::create_schema),
-    ("deliveries", crate::egress::create_schema),
+/// The store's tables whose keys changed, each with the function that
+/// creates it (and its indexes) at the current schema; rebuilt before the
+/// `rekeyed` tables of the stages above (`jobs`, `deliveries`).
+const REBUILT: &[SchemaStep] = &[
+    SchemaStep {
+        table: "instances",
+        create: super::create_instances,
+    },
+    SchemaStep {
+        table: "series_activity",
+        create: crate::store::activity::create_schema,
+    },
 ];
 
 /// Suffix of a table set aside while its replacement is filled.
 const OLD_SUFFIX: &str = "_schema1";
 
 /// Migrates a schema 1 index to [`super::SCHEMA_VERSION`] in one transaction.
-pub(super) fn to_current(conn: &mut Connection) -> rusqlite::Result<()> {
+/// `rekeyed` names the tables of stages above the store whose keys changed.
+pub(super) fn to_current(conn: &mut Connection, rekeyed: &[SchemaStep]) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Another process may have migrated while this one waited for the lock.
     let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version != FROM_VERSION {
         return Ok(());
     }
-    let mut copied = Vec::with_capacity(REBUILT.len());
-    for (table, create) in REBUILT {
-        if table_exists(&tx, table)? {
-            copied.push((*table, rebuild(&tx, table, *create)?));
+    let mut copied = Vec::with_capacity(REBUILT.len() + rekeyed.len());
+    for step in REBUILT.iter().chain(rekeyed) {
+        if table_exists(&tx, step.table)? {
+            copied.push((step.table, rebuild(&tx, step.table, step.create)?));
         }
     }
     tx.pragma_update(None, "user_version", super::SCHEMA_VERSION)?;
@@ -57,7 +66,7 @@ pub(super) fn to_current(conn: &mut Connection) -> rusqlite::Result<()> {
 }
 
 /// Rebuilds `table` with the schema `create` makes; returns the rows copied.
-fn rebuild(conn: &Connection, table: &str, create: CreateTable) -> rusqlite::Result<usize> {
+fn rebuild(conn: &Connection, table: &str, create: CreateFn) -> rusqlite::Result<usize> {
     let old = format!("{table}{OLD_SUFFIX}");
     conn.execute_batch(&format!(r#"ALTER TABLE "{table}" RENAME TO "{old}""#))?;
     // Indexes keep their names through a rename: left in place, they would

@@ -195,7 +195,7 @@ fn a_schema_1_index_is_migrated_with_every_row_and_path() {
     assert_eq!(instances.len(), 2);
     drop(before);
 
-    let conn = index::open(&path).unwrap();
+    let conn = crate::app::schema::open_index(&path).unwrap();
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
@@ -271,7 +271,7 @@ fn a_schema_1_index_is_migrated_with_every_row_and_path() {
     drop(conn);
 
     // Opening again changes nothing.
-    let again = index::open(&path).unwrap();
+    let again = crate::app::schema::open_index(&path).unwrap();
     assert_eq!(index::count(&again).unwrap(), 4);
 }
 
@@ -284,7 +284,7 @@ fn a_newer_schema_is_refused_and_left_alone() {
         .unwrap()
         .pragma_update(None, "user_version", index::SCHEMA_VERSION + 1)
         .unwrap();
-    let refused = index::open(&path);
+    let refused = crate::app::schema::open_index(&path);
     assert!(refused.is_err());
     let conn = Connection::open(&path).unwrap();
     assert_eq!(all_rows(&conn, INSTANCES).len(), 2);

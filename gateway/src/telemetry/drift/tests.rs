@@ -256,7 +256,7 @@ fn manifest_baselines_are_used_and_manifest_mode_watches_only_them() {
 #[test]
 fn state_and_alerts_are_written_and_restored() {
     let dir = tempfile::tempdir().unwrap();
-    let mut conn = crate::store::index::open(&dir.path().join("index.sqlite")).unwrap();
+    let mut conn = crate::app::schema::open_index(&dir.path().join("index.sqlite")).unwrap();
     let (drift, _) = monitor(DriftConfig {
         persist_interval: Duration::from_millis(1),
         ..config()

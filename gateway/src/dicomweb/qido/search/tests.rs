@@ -93,7 +93,7 @@ struct Index {
 
 fn index() -> Index {
     let dir = tempfile::tempdir().unwrap();
-    let mut conn = index::open(&dir.path().join("index.sqlite")).unwrap();
+    let mut conn = crate::app::schema::open_index(&dir.path().join("index.sqlite")).unwrap();
     let tx = conn.transaction().unwrap();
     for inst in instances() {
         let attributes = IndexedAttributes {
@@ -475,7 +475,7 @@ fn series_and_instances_of_a_study_stay_together_when_study_attributes_disagree(
 #[test]
 fn searches_stay_fast_on_twenty_thousand_instances() {
     let dir = tempfile::tempdir().unwrap();
-    let mut conn = index::open(&dir.path().join("index.sqlite")).unwrap();
+    let mut conn = crate::app::schema::open_index(&dir.path().join("index.sqlite")).unwrap();
     let tx = conn.transaction().unwrap();
     for study in 0..200 {
         for series in 0..2 {
