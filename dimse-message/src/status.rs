@@ -31,6 +31,16 @@ pub fn is_out_of_resources(status: u16) -> bool {
     status & 0xFF00 == 0xA700
 }
 
+/// A bounded label for a status (a metric label): `success`, `warning`
+/// (0x0001 and 0xBxxx) or `failure`.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        SUCCESS => "success",
+        0x0001 | 0xB000..=0xBFFF => "warning",
+        _ => "failure",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

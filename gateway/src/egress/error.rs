@@ -7,8 +7,11 @@ use std::time::Duration;
 use dicom_ul::Pdu;
 use dicom_ul::association::Error as UlError;
 use dicom_ul::pdu::{AssociationRJResult, AssociationRJSource};
-
-use super::status;
+use dimse_message::MessageError;
+use dimse_message::association::{
+    rejection_result_text as rj_result_text, rejection_source_text as rj_source_text,
+};
+use dimse_message::status;
 
 /// What to do with a delivery after a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,26 +187,20 @@ impl ForwardError {
     }
 }
 
+impl From<MessageError> for ForwardError {
+    fn from(error: MessageError) -> Self {
+        match error {
+            MessageError::EncodeCommand(source) => ForwardError::EncodeCommand(source.to_string()),
+            MessageError::Protocol { detail } => ForwardError::Protocol { detail },
+        }
+    }
+}
+
 fn comment_text(comment: &Option<String>) -> String {
     comment
         .as_deref()
         .map(|c| format!(" ({c})"))
         .unwrap_or_default()
-}
-
-fn rj_result_text(result: &AssociationRJResult) -> &'static str {
-    match result {
-        AssociationRJResult::Permanent => "permanent",
-        AssociationRJResult::Transient => "transient",
-    }
-}
-
-fn rj_source_text(source: &AssociationRJSource) -> &'static str {
-    match source {
-        AssociationRJSource::ServiceUser(_) => "service user",
-        AssociationRJSource::ServiceProviderASCE(_) => "service provider (ACSE)",
-        AssociationRJSource::ServiceProviderPresentation(_) => "service provider (presentation)",
-    }
 }
 
 #[cfg(test)]
@@ -248,5 +245,36 @@ mod tests {
         };
         assert_eq!(rejected.disposition(), Disposition::Retry);
         assert!(rejected.to_string().contains("called AE title"));
+    }
+
+    fn c_store_rq(
+        message_id: u16,
+        sop_class_uid: &str,
+        sop_instance_uid: &str,
+    ) -> Result<Vec<u8>, ForwardError> {
+        Ok(dimse_message::command::c_store_rq(
+            message_id,
+            sop_class_uid,
+            sop_instance_uid,
+        )?)
+    }
+
+    fn parse_response(bytes: &[u8]) -> Result<dimse_message::DimseResponse, ForwardError> {
+        Ok(dimse_message::parse_response(bytes)?)
+    }
+
+    #[test]
+    fn store_request_round_trips_and_a_request_is_not_a_response() {
+        let bytes = c_store_rq(7, "1.2.840.10008.5.1.4.1.1.7", "2.25.1").expect("encodes");
+        // (0000,0000) UL in implicit VR: tag, length 4, then the group length.
+        assert_eq!(&bytes[..8], &[0, 0, 0, 0, 4, 0, 0, 0]);
+        assert!(matches!(
+            parse_response(&bytes),
+            Err(ForwardError::Protocol { .. })
+        ));
+        assert!(matches!(
+            parse_response(&[1, 2, 3]),
+            Err(ForwardError::Protocol { .. })
+        ));
     }
 }

@@ -6,6 +6,10 @@ use std::time::Duration;
 use dicom_ul::Pdu;
 use dicom_ul::association::Error as UlError;
 use dicom_ul::pdu::{AssociationRJResult, AssociationRJSource};
+use dimse_message::MessageError;
+use dimse_message::association::{
+    rejection_result_text as result_text, rejection_source_text as source_text,
+};
 
 use crate::synth::SynthError;
 
@@ -154,18 +158,12 @@ impl ScuError {
     }
 }
 
-fn result_text(result: &AssociationRJResult) -> &'static str {
-    match result {
-        AssociationRJResult::Permanent => "permanent",
-        AssociationRJResult::Transient => "transient",
-    }
-}
-
-fn source_text(source: &AssociationRJSource) -> &'static str {
-    match source {
-        AssociationRJSource::ServiceUser(_) => "service user",
-        AssociationRJSource::ServiceProviderASCE(_) => "service provider (ACSE)",
-        AssociationRJSource::ServiceProviderPresentation(_) => "service provider (presentation)",
+impl From<MessageError> for ScuError {
+    fn from(error: MessageError) -> Self {
+        match error {
+            MessageError::EncodeCommand(source) => ScuError::EncodeCommand(source),
+            MessageError::Protocol { detail } => ScuError::Protocol { detail },
+        }
     }
 }
 
@@ -187,5 +185,21 @@ mod tests {
             "association rejected (permanent) by service user: called AE title not recognized"
         );
         assert!(!error.is_retryable());
+    }
+
+    #[test]
+    fn malformed_responses_are_protocol_errors() {
+        let parse_response =
+            |bytes: &[u8]| dimse_message::parse_response(bytes).map_err(ScuError::from);
+        assert!(matches!(
+            parse_response(&[1, 2, 3]),
+            Err(ScuError::Protocol { .. })
+        ));
+        let echo = dimse_message::command::c_echo_rq(1).expect("encodes");
+        // A request has no Status: not a response.
+        assert!(matches!(
+            parse_response(&echo),
+            Err(ScuError::Protocol { .. })
+        ));
     }
 }
