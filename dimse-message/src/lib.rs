@@ -15,7 +15,8 @@
 //! - [`pdata`]: P-DATA-TF framing of a command or a data set into PDUs no
 //!   larger than the peer's maximum.
 //! - [`status`]: status codes and the classes callers act on.
-//! - [`association`]: wording for A-ASSOCIATE-RJ results and sources.
+//! - [`association`]: wording for A-ASSOCIATE-RJ results and sources, and
+//!   dicom-ul's errors sorted into the cases the SCUs act on.
 
 #![forbid(unsafe_code)]
 

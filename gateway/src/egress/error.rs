@@ -4,12 +4,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dicom_ul::Pdu;
 use dicom_ul::association::Error as UlError;
 use dicom_ul::pdu::{AssociationRJResult, AssociationRJSource};
 use dimse_message::MessageError;
 use dimse_message::association::{
-    rejection_result_text as rj_result_text, rejection_source_text as rj_source_text,
+    UpperLayerFailure, rejection_result_text as rj_result_text,
+    rejection_source_text as rj_source_text,
 };
 use dimse_message::status;
 
@@ -141,48 +141,25 @@ impl ForwardError {
         timeout: Duration,
         error: UlError,
     ) -> Self {
-        match error {
-            UlError::Rejected { association_rj, .. } => ForwardError::Rejected {
-                result: association_rj.result,
-                reason: association_rj.source,
-            },
-            UlError::Aborted { .. } => ForwardError::Aborted {
-                detail: format!("destination aborted while trying to {operation}"),
-            },
-            UlError::UnexpectedPdu { pdu, .. } => match *pdu {
-                Pdu::AbortRQ { source } => ForwardError::Aborted {
-                    detail: format!("A-ABORT ({source:?}) while trying to {operation}"),
-                },
-                other => ForwardError::Protocol {
-                    detail: format!(
-                        "unexpected {} while trying to {operation}",
-                        other.short_description()
-                    ),
-                },
-            },
-            UlError::Timeout { .. } => ForwardError::Timeout {
+        match UpperLayerFailure::classify(operation, "destination", error) {
+            UpperLayerFailure::Rejected { result, reason } => {
+                ForwardError::Rejected { result, reason }
+            }
+            UpperLayerFailure::Aborted { detail } => ForwardError::Aborted { detail },
+            UpperLayerFailure::Protocol { detail } => ForwardError::Protocol { detail },
+            UpperLayerFailure::Timeout => ForwardError::Timeout {
                 operation,
                 after: timeout,
             },
-            UlError::Connect { source, .. } => ForwardError::Connect { source },
-            UlError::WireSend { source, .. } | UlError::WireRead { source, .. } => {
-                ForwardError::Io { operation, source }
+            UpperLayerFailure::Connect(source) => ForwardError::Connect { source },
+            UpperLayerFailure::Io(source) => ForwardError::Io { operation, source },
+            UpperLayerFailure::NoAcceptedPresentationContexts => {
+                ForwardError::NoPresentationContext {
+                    sop_class_uid: "(all proposed)".into(),
+                    transfer_syntax_uid: "(all proposed)".into(),
+                }
             }
-            UlError::ConnectionClosed { .. } => ForwardError::Io {
-                operation,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "connection closed by destination",
-                ),
-            },
-            UlError::NoAcceptedPresentationContexts { .. } => ForwardError::NoPresentationContext {
-                sop_class_uid: "(all proposed)".into(),
-                transfer_syntax_uid: "(all proposed)".into(),
-            },
-            other => ForwardError::UpperLayer {
-                operation,
-                source: Box::new(other),
-            },
+            UpperLayerFailure::Other(source) => ForwardError::UpperLayer { operation, source },
         }
     }
 }

@@ -3,12 +3,11 @@
 
 use std::time::Duration;
 
-use dicom_ul::Pdu;
 use dicom_ul::association::Error as UlError;
 use dicom_ul::pdu::{AssociationRJResult, AssociationRJSource};
 use dimse_message::MessageError;
 use dimse_message::association::{
-    rejection_result_text as result_text, rejection_source_text as source_text,
+    UpperLayerFailure, rejection_result_text as result_text, rejection_source_text as source_text,
 };
 
 use crate::synth::SynthError;
@@ -114,46 +113,21 @@ impl ScuError {
         timeout: Duration,
         error: UlError,
     ) -> Self {
-        match error {
-            UlError::Rejected { association_rj, .. } => ScuError::Rejected {
-                result: association_rj.result,
-                reason: association_rj.source,
-            },
-            UlError::Aborted { .. } => ScuError::Aborted {
-                detail: format!("peer aborted while trying to {operation}"),
-            },
-            UlError::UnexpectedPdu { pdu, .. } => match *pdu {
-                Pdu::AbortRQ { source } => ScuError::Aborted {
-                    detail: format!("A-ABORT ({source:?}) while trying to {operation}"),
-                },
-                other => ScuError::Protocol {
-                    detail: format!(
-                        "unexpected {} while trying to {operation}",
-                        other.short_description()
-                    ),
-                },
-            },
-            UlError::Timeout { .. } => ScuError::Timeout {
+        match UpperLayerFailure::classify(operation, "peer", error) {
+            UpperLayerFailure::Rejected { result, reason } => ScuError::Rejected { result, reason },
+            UpperLayerFailure::Aborted { detail } => ScuError::Aborted { detail },
+            UpperLayerFailure::Protocol { detail } => ScuError::Protocol { detail },
+            UpperLayerFailure::Timeout => ScuError::Timeout {
                 operation,
                 after: timeout,
             },
-            UlError::Connect { source, .. }
-            | UlError::WireSend { source, .. }
-            | UlError::WireRead { source, .. } => ScuError::Io { operation, source },
-            UlError::ConnectionClosed { .. } => ScuError::Io {
-                operation,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "connection closed by peer",
-                ),
-            },
-            UlError::NoAcceptedPresentationContexts { .. } => {
+            UpperLayerFailure::Connect(source) | UpperLayerFailure::Io(source) => {
+                ScuError::Io { operation, source }
+            }
+            UpperLayerFailure::NoAcceptedPresentationContexts => {
                 ScuError::NoAcceptedPresentationContexts
             }
-            other => ScuError::UpperLayer {
-                operation,
-                source: Box::new(other),
-            },
+            UpperLayerFailure::Other(source) => ScuError::UpperLayer { operation, source },
         }
     }
 }
