@@ -1,5 +1,8 @@
 //! DIMSE command sets: decoding requests into [`DimseCommand`] and building
 //! responses. Command sets are always implicit VR little endian (PS3.7 6.3.1).
+//! The constants come from the shared message layer (`dimse-message`); the
+//! decode of a peer's bytes stays here because it runs our bounded validator
+//! before dicom-rs parses anything.
 
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
@@ -10,20 +13,11 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use crate::store::uid::trim_uid;
 use crate::store::validate;
 
-/// Command Field values (PS3.7 E.1).
-pub mod command_field {
-    pub const C_STORE_RQ: u16 = 0x0001;
-    pub const C_STORE_RSP: u16 = 0x8001;
-    pub const C_ECHO_RQ: u16 = 0x0030;
-    pub const C_ECHO_RSP: u16 = 0x8030;
-    /// Set on every response Command Field.
-    pub const RESPONSE_BIT: u16 = 0x8000;
-}
+use dimse_message::command::{IMPLICIT_VR_LE_UID, NO_DATA_SET};
 
-/// Command Data Set Type value meaning "no data set follows" (PS3.7 E.1).
-pub const DATA_SET_ABSENT: u16 = 0x0101;
-/// Implicit VR Little Endian, the transfer syntax of every command set.
-pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+/// Command Field values (PS3.7 E.1), from the shared message layer.
+pub use dimse_message::command::command_field;
+
 /// Longest Error Comment (LO) we send.
 const ERROR_COMMENT_MAX: usize = 64;
 
@@ -62,11 +56,12 @@ pub enum CommandError {
 
 impl DimseCommand {
     pub fn decode(bytes: &[u8]) -> Result<Self, CommandError> {
-        let ts = TransferSyntaxRegistry
-            .get(IMPLICIT_VR_LE)
-            .ok_or(CommandError::Unparseable(
-                "implicit VR little endian unavailable".into(),
-            ))?;
+        let ts =
+            TransferSyntaxRegistry
+                .get(IMPLICIT_VR_LE_UID)
+                .ok_or(CommandError::Unparseable(
+                    "implicit VR little endian unavailable".into(),
+                ))?;
         // The bounded walk comes first: the parser allocates a declared
         // length before reading it and recurses into sequences.
         validate::validate_command_set(bytes)
@@ -91,7 +86,7 @@ impl DimseCommand {
         let message_id = u16_of(tags::MESSAGE_ID).ok_or(CommandError::Missing("Message ID"))?;
         let has_data_set = u16_of(tags::COMMAND_DATA_SET_TYPE)
             .ok_or(CommandError::Missing("Command Data Set Type"))?
-            != DATA_SET_ABSENT;
+            != NO_DATA_SET;
         Ok(match command_field {
             command_field::C_ECHO_RQ => DimseCommand::Echo {
                 message_id,
@@ -174,7 +169,7 @@ impl Response<'_> {
         elements.push(DataElement::new(
             tags::COMMAND_DATA_SET_TYPE,
             VR::US,
-            PrimitiveValue::from(DATA_SET_ABSENT),
+            PrimitiveValue::from(NO_DATA_SET),
         ));
         elements.push(DataElement::new(
             tags::STATUS,
@@ -203,7 +198,7 @@ impl Response<'_> {
         let obj = InMemDicomObject::command_from_element_iter(elements);
         let mut out = Vec::with_capacity(256);
         let ts = TransferSyntaxRegistry
-            .get(IMPLICIT_VR_LE)
+            .get(IMPLICIT_VR_LE_UID)
             .expect("implicit VR LE is built in");
         obj.write_dataset_with_ts(&mut out, ts)
             .expect("writing to a Vec does not fail");
@@ -230,7 +225,7 @@ mod tests {
         let mut out = Vec::new();
         obj.write_dataset_with_ts(
             &mut out,
-            TransferSyntaxRegistry.get(IMPLICIT_VR_LE).unwrap(),
+            TransferSyntaxRegistry.get(IMPLICIT_VR_LE_UID).unwrap(),
         )
         .unwrap();
         out
@@ -326,7 +321,7 @@ mod tests {
             error_comment: Some("fine\\\u{7}"),
         }
         .encode();
-        let ts = TransferSyntaxRegistry.get(IMPLICIT_VR_LE).unwrap();
+        let ts = TransferSyntaxRegistry.get(IMPLICIT_VR_LE_UID).unwrap();
         let obj = InMemDicomObject::read_dataset_with_ts(&bytes[..], ts).unwrap();
         assert_eq!(
             obj.get(tags::MESSAGE_ID_BEING_RESPONDED_TO)

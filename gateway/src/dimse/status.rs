@@ -4,26 +4,17 @@
 use crate::store::StoreError;
 use crate::store::validate::Violation;
 
-pub const SUCCESS: u16 = 0x0000;
-/// General failure: a different object with this SOP Instance UID exists
-/// (PS3.7 C.5.8, "Duplicate SOP Instance"). Used by the `reject` duplicate policy.
-pub const DUPLICATE_SOP_INSTANCE: u16 = 0x0111;
-/// General failure: the SOP Instance UID in the command is not a valid UID.
-pub const INVALID_OBJECT_INSTANCE: u16 = 0x0117;
-/// General failure: the command's SOP class is not the presentation context's.
-pub const SOP_CLASS_NOT_SUPPORTED: u16 = 0x0122;
-/// General failure: a DIMSE command we do not perform.
-pub const UNRECOGNIZED_OPERATION: u16 = 0x0211;
-/// Storage: refused, out of resources (low disk space, write error).
-pub const REFUSED_OUT_OF_RESOURCES: u16 = 0xA700;
+// The standard codes and the status classes are the shared message layer's
+// (`dimse_message::status`); the sub-codes below are this SCP's own choices.
+pub use dimse_message::status::{
+    DUPLICATE_SOP_INSTANCE, ERROR_CANNOT_UNDERSTAND, ERROR_DATA_SET_MISMATCH,
+    INVALID_OBJECT_INSTANCE, REFUSED_OUT_OF_RESOURCES, SOP_CLASS_NOT_SUPPORTED, SUCCESS,
+    UNRECOGNIZED_OPERATION, status_class,
+};
+
 /// Storage: refused, out of resources: the instance exceeds the size limit.
 /// (A700–A7FF are all "out of resources"; this code tells the two apart.)
 pub const REFUSED_INSTANCE_TOO_LARGE: u16 = 0xA701;
-/// Storage: error, data set does not match SOP class (here: the command's
-/// SOP Class/Instance UID differ from the data set's, or a required UID is missing).
-pub const ERROR_DATA_SET_MISMATCH: u16 = 0xA900;
-/// Storage: error, cannot understand (the data set does not parse).
-pub const ERROR_CANNOT_UNDERSTAND: u16 = 0xC000;
 // The rest of the C000–CFFF "cannot understand" family tells the
 // validator's classes apart (PS3.4 B.2.3 leaves the codes to the SCP).
 /// Cannot understand: sequences nested deeper than `store.max_nesting_depth`.
@@ -72,15 +63,6 @@ fn violation_status(violation: &Violation) -> u16 {
         | Violation::OutOfOrder { .. }
         | Violation::DuplicateElement { .. } => ERROR_MALFORMED_ENCODING,
         Violation::Unreadable { .. } => ERROR_CANNOT_UNDERSTAND,
-    }
-}
-
-/// A bounded label for a status: `success`, `warning` or `failure`.
-pub fn status_class(status: u16) -> &'static str {
-    match status {
-        SUCCESS => "success",
-        0x0001 | 0xB000..=0xBFFF => "warning",
-        _ => "failure",
     }
 }
 

@@ -4,11 +4,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dicom_ul::Pdu;
 use dicom_ul::association::Error as UlError;
 use dicom_ul::pdu::{AssociationRJResult, AssociationRJSource};
-
-use super::status;
+use dimse_message::MessageError;
+use dimse_message::association::{
+    UpperLayerFailure, rejection_result_text as rj_result_text,
+    rejection_source_text as rj_source_text,
+};
+use dimse_message::status;
 
 /// What to do with a delivery after a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,48 +141,34 @@ impl ForwardError {
         timeout: Duration,
         error: UlError,
     ) -> Self {
-        match error {
-            UlError::Rejected { association_rj, .. } => ForwardError::Rejected {
-                result: association_rj.result,
-                reason: association_rj.source,
-            },
-            UlError::Aborted { .. } => ForwardError::Aborted {
-                detail: format!("destination aborted while trying to {operation}"),
-            },
-            UlError::UnexpectedPdu { pdu, .. } => match *pdu {
-                Pdu::AbortRQ { source } => ForwardError::Aborted {
-                    detail: format!("A-ABORT ({source:?}) while trying to {operation}"),
-                },
-                other => ForwardError::Protocol {
-                    detail: format!(
-                        "unexpected {} while trying to {operation}",
-                        other.short_description()
-                    ),
-                },
-            },
-            UlError::Timeout { .. } => ForwardError::Timeout {
+        match UpperLayerFailure::classify(operation, "destination", error) {
+            UpperLayerFailure::Rejected { result, reason } => {
+                ForwardError::Rejected { result, reason }
+            }
+            UpperLayerFailure::Aborted { detail } => ForwardError::Aborted { detail },
+            UpperLayerFailure::Protocol { detail } => ForwardError::Protocol { detail },
+            UpperLayerFailure::Timeout => ForwardError::Timeout {
                 operation,
                 after: timeout,
             },
-            UlError::Connect { source, .. } => ForwardError::Connect { source },
-            UlError::WireSend { source, .. } | UlError::WireRead { source, .. } => {
-                ForwardError::Io { operation, source }
+            UpperLayerFailure::Connect(source) => ForwardError::Connect { source },
+            UpperLayerFailure::Io(source) => ForwardError::Io { operation, source },
+            UpperLayerFailure::NoAcceptedPresentationContexts => {
+                ForwardError::NoPresentationContext {
+                    sop_class_uid: "(all proposed)".into(),
+                    transfer_syntax_uid: "(all proposed)".into(),
+                }
             }
-            UlError::ConnectionClosed { .. } => ForwardError::Io {
-                operation,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "connection closed by destination",
-                ),
-            },
-            UlError::NoAcceptedPresentationContexts { .. } => ForwardError::NoPresentationContext {
-                sop_class_uid: "(all proposed)".into(),
-                transfer_syntax_uid: "(all proposed)".into(),
-            },
-            other => ForwardError::UpperLayer {
-                operation,
-                source: Box::new(other),
-            },
+            UpperLayerFailure::Other(source) => ForwardError::UpperLayer { operation, source },
+        }
+    }
+}
+
+impl From<MessageError> for ForwardError {
+    fn from(error: MessageError) -> Self {
+        match error {
+            MessageError::EncodeCommand(source) => ForwardError::EncodeCommand(source.to_string()),
+            MessageError::Protocol { detail } => ForwardError::Protocol { detail },
         }
     }
 }
@@ -189,21 +178,6 @@ fn comment_text(comment: &Option<String>) -> String {
         .as_deref()
         .map(|c| format!(" ({c})"))
         .unwrap_or_default()
-}
-
-fn rj_result_text(result: &AssociationRJResult) -> &'static str {
-    match result {
-        AssociationRJResult::Permanent => "permanent",
-        AssociationRJResult::Transient => "transient",
-    }
-}
-
-fn rj_source_text(source: &AssociationRJSource) -> &'static str {
-    match source {
-        AssociationRJSource::ServiceUser(_) => "service user",
-        AssociationRJSource::ServiceProviderASCE(_) => "service provider (ACSE)",
-        AssociationRJSource::ServiceProviderPresentation(_) => "service provider (presentation)",
-    }
 }
 
 #[cfg(test)]
@@ -248,5 +222,36 @@ mod tests {
         };
         assert_eq!(rejected.disposition(), Disposition::Retry);
         assert!(rejected.to_string().contains("called AE title"));
+    }
+
+    fn c_store_rq(
+        message_id: u16,
+        sop_class_uid: &str,
+        sop_instance_uid: &str,
+    ) -> Result<Vec<u8>, ForwardError> {
+        Ok(dimse_message::command::c_store_rq(
+            message_id,
+            sop_class_uid,
+            sop_instance_uid,
+        )?)
+    }
+
+    fn parse_response(bytes: &[u8]) -> Result<dimse_message::DimseResponse, ForwardError> {
+        Ok(dimse_message::parse_response(bytes)?)
+    }
+
+    #[test]
+    fn store_request_round_trips_and_a_request_is_not_a_response() {
+        let bytes = c_store_rq(7, "1.2.840.10008.5.1.4.1.1.7", "2.25.1").expect("encodes");
+        // (0000,0000) UL in implicit VR: tag, length 4, then the group length.
+        assert_eq!(&bytes[..8], &[0, 0, 0, 0, 4, 0, 0, 0]);
+        assert!(matches!(
+            parse_response(&bytes),
+            Err(ForwardError::Protocol { .. })
+        ));
+        assert!(matches!(
+            parse_response(&[1, 2, 3]),
+            Err(ForwardError::Protocol { .. })
+        ));
     }
 }

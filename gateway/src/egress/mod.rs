@@ -16,7 +16,6 @@
 //! ([`EgressHandle::apply_destinations`], one task per destination in
 //! `pool`).
 
-mod command;
 mod config;
 mod error;
 mod file;
@@ -25,7 +24,6 @@ mod pdata;
 mod pool;
 mod queue;
 mod scu;
-mod status;
 mod worker;
 
 pub use config::{Destination, RawDestination, RawRetryPolicy, RetryPolicy, validate};

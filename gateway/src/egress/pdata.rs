@@ -1,27 +1,18 @@
-//! P-DATA-TF framing for outgoing messages: a command from memory, a data
-//! set streamed from its file in PDUs no larger than the peer's maximum.
+//! Egress's use of the shared P-DATA-TF framing (`dimse_message::pdata`):
+//! a command from memory, a data set streamed from its file in PDUs no
+//! larger than the peer's maximum, never the whole file in memory.
 //!
-//! We frame PDUs ourselves instead of using dicom-ul's `AsyncPDataWriter`
-//! because its `Drop` calls `block_in_place`, which panics on a
-//! current-thread runtime, and because it needs the whole payload pushed
-//! through it anyway. Every write runs under the per-message timeout, so a
-//! destination that stops reading cannot hold the worker forever.
+//! Every write runs under the per-message timeout, so a destination that
+//! stops reading cannot hold the worker forever.
 
 use std::time::Duration;
 
+use dimse_message::pdata::{
+    Fragment, PDU_HEADER_LEN, PDV_HEADER_LEN, WRITE_BATCH, chunk_len, push_pdu,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::ForwardError;
-
-const PDATA_TF: u8 = 0x04;
-const PDU_HEADER_LEN: usize = 6;
-const PDV_HEADER_LEN: usize = 6;
-const CONTROL_COMMAND: u8 = 0x01;
-const CONTROL_LAST: u8 = 0x02;
-/// A peer that advertises "no limit" (0) still gets PDUs of at most this.
-const UNLIMITED_PDU_CAP: u32 = 1024 * 1024;
-/// Flush the outgoing buffer once it holds this much.
-const WRITE_BATCH: usize = 256 * 1024;
 
 /// Sends `command` as one command message on context `context_id`.
 pub(crate) async fn send_command<W: AsyncWrite + Unpin>(
@@ -31,19 +22,14 @@ pub(crate) async fn send_command<W: AsyncWrite + Unpin>(
     peer_max_pdu: u32,
     timeout: Duration,
 ) -> Result<(), ForwardError> {
-    let chunk_len = chunk_len(peer_max_pdu);
     let mut buffer = Vec::with_capacity(command.len() + 64);
-    let mut chunks = command.chunks(chunk_len).peekable();
+    let mut chunks = command.chunks(chunk_len(peer_max_pdu)).peekable();
     if chunks.peek().is_none() {
-        push_pdu(&mut buffer, context_id, CONTROL_COMMAND | CONTROL_LAST, &[]);
+        push_pdu(&mut buffer, context_id, Fragment::Command, &[], true);
     }
     while let Some(chunk) = chunks.next() {
-        let last = if chunks.peek().is_none() {
-            CONTROL_LAST
-        } else {
-            0
-        };
-        push_pdu(&mut buffer, context_id, CONTROL_COMMAND | last, chunk);
+        let is_last = chunks.peek().is_none();
+        push_pdu(&mut buffer, context_id, Fragment::Command, chunk, is_last);
     }
     write_all(stream, &buffer, timeout, "send C-STORE command").await
 }
@@ -78,8 +64,14 @@ where
                 source,
             })?;
         remaining -= this_len as u64;
-        let last = if remaining == 0 { CONTROL_LAST } else { 0 };
-        push_pdu(&mut buffer, context_id, last, &chunk[..this_len]);
+        let is_last = remaining == 0;
+        push_pdu(
+            &mut buffer,
+            context_id,
+            Fragment::DataSet,
+            &chunk[..this_len],
+            is_last,
+        );
         if remaining == 0 || buffer.len() >= WRITE_BATCH {
             write_all(stream, &buffer, timeout, "send data set").await?;
             buffer.clear();
@@ -110,51 +102,14 @@ async fn write_all<W: AsyncWrite + Unpin>(
     }
 }
 
-/// Payload bytes per PDU for a peer's advertised Maximum Length, which
-/// counts the PDV item (header included), PS3.8 D.1.
-fn chunk_len(peer_max_pdu: u32) -> usize {
-    let limit = if peer_max_pdu == 0 {
-        UNLIMITED_PDU_CAP
-    } else {
-        peer_max_pdu.min(UNLIMITED_PDU_CAP)
-    };
-    (limit as usize).saturating_sub(PDV_HEADER_LEN).max(1)
-}
-
-fn push_pdu(buffer: &mut Vec<u8>, context_id: u8, control: u8, chunk: &[u8]) {
-    let pdv_len = (chunk.len() + 2) as u32;
-    let pdu_len = pdv_len + 4;
-    buffer.extend_from_slice(&[PDATA_TF, 0]);
-    buffer.extend_from_slice(&pdu_len.to_be_bytes());
-    buffer.extend_from_slice(&pdv_len.to_be_bytes());
-    buffer.extend_from_slice(&[context_id, control]);
-    buffer.extend_from_slice(chunk);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dicom_ul::Pdu;
-    use dicom_ul::pdu::{PDataValueType, read_pdu};
+    use dicom_ul::pdu::PDataValueType;
 
     /// (PDU length, PDV length, type, is_last) parsed back with dicom-ul's reader.
     fn pdvs(bytes: &[u8]) -> Vec<(usize, usize, PDataValueType, bool)> {
-        let mut cursor = std::io::Cursor::new(bytes);
-        let mut out = Vec::new();
-        while (cursor.position() as usize) < bytes.len() {
-            let start = cursor.position() as usize;
-            let pdu = read_pdu(&mut cursor, 1 << 21, true)
-                .expect("valid")
-                .expect("complete");
-            let pdu_len = cursor.position() as usize - start - PDU_HEADER_LEN;
-            let Pdu::PData { data } = pdu else {
-                panic!("not P-DATA")
-            };
-            for pdv in data {
-                out.push((pdu_len, pdv.data.len(), pdv.value_type, pdv.is_last));
-            }
-        }
-        out
+        dimse_message::pdata::parse_pdvs(bytes, 1 << 21)
     }
 
     #[tokio::test]

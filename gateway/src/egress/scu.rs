@@ -15,8 +15,10 @@ use dicom_ul::pdu::{PDataValueType, PresentationContextResultReason};
 use tokio::io::AsyncSeekExt;
 use tokio::net::TcpStream;
 
-use super::command::{self, C_STORE_RSP, MAX_COMMAND_LEN};
-use super::{Destination, ForwardError, PreparedInstance, pdata, status};
+use dimse_message::command::{self, MAX_COMMAND_LEN, command_field::C_STORE_RSP};
+use dimse_message::status;
+
+use super::{Destination, ForwardError, PreparedInstance, pdata};
 
 /// Sends one file to `dest` in its own association and returns the
 /// destination's status when it stored the instance (Success or Warning).

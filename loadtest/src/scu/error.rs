@@ -3,9 +3,12 @@
 
 use std::time::Duration;
 
-use dicom_ul::Pdu;
 use dicom_ul::association::Error as UlError;
 use dicom_ul::pdu::{AssociationRJResult, AssociationRJSource};
+use dimse_message::MessageError;
+use dimse_message::association::{
+    UpperLayerFailure, rejection_result_text as result_text, rejection_source_text as source_text,
+};
 
 use crate::synth::SynthError;
 
@@ -110,62 +113,31 @@ impl ScuError {
         timeout: Duration,
         error: UlError,
     ) -> Self {
-        match error {
-            UlError::Rejected { association_rj, .. } => ScuError::Rejected {
-                result: association_rj.result,
-                reason: association_rj.source,
-            },
-            UlError::Aborted { .. } => ScuError::Aborted {
-                detail: format!("peer aborted while trying to {operation}"),
-            },
-            UlError::UnexpectedPdu { pdu, .. } => match *pdu {
-                Pdu::AbortRQ { source } => ScuError::Aborted {
-                    detail: format!("A-ABORT ({source:?}) while trying to {operation}"),
-                },
-                other => ScuError::Protocol {
-                    detail: format!(
-                        "unexpected {} while trying to {operation}",
-                        other.short_description()
-                    ),
-                },
-            },
-            UlError::Timeout { .. } => ScuError::Timeout {
+        match UpperLayerFailure::classify(operation, "peer", error) {
+            UpperLayerFailure::Rejected { result, reason } => ScuError::Rejected { result, reason },
+            UpperLayerFailure::Aborted { detail } => ScuError::Aborted { detail },
+            UpperLayerFailure::Protocol { detail } => ScuError::Protocol { detail },
+            UpperLayerFailure::Timeout => ScuError::Timeout {
                 operation,
                 after: timeout,
             },
-            UlError::Connect { source, .. }
-            | UlError::WireSend { source, .. }
-            | UlError::WireRead { source, .. } => ScuError::Io { operation, source },
-            UlError::ConnectionClosed { .. } => ScuError::Io {
-                operation,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "connection closed by peer",
-                ),
-            },
-            UlError::NoAcceptedPresentationContexts { .. } => {
+            UpperLayerFailure::Connect(source) | UpperLayerFailure::Io(source) => {
+                ScuError::Io { operation, source }
+            }
+            UpperLayerFailure::NoAcceptedPresentationContexts => {
                 ScuError::NoAcceptedPresentationContexts
             }
-            other => ScuError::UpperLayer {
-                operation,
-                source: Box::new(other),
-            },
+            UpperLayerFailure::Other(source) => ScuError::UpperLayer { operation, source },
         }
     }
 }
 
-fn result_text(result: &AssociationRJResult) -> &'static str {
-    match result {
-        AssociationRJResult::Permanent => "permanent",
-        AssociationRJResult::Transient => "transient",
-    }
-}
-
-fn source_text(source: &AssociationRJSource) -> &'static str {
-    match source {
-        AssociationRJSource::ServiceUser(_) => "service user",
-        AssociationRJSource::ServiceProviderASCE(_) => "service provider (ACSE)",
-        AssociationRJSource::ServiceProviderPresentation(_) => "service provider (presentation)",
+impl From<MessageError> for ScuError {
+    fn from(error: MessageError) -> Self {
+        match error {
+            MessageError::EncodeCommand(source) => ScuError::EncodeCommand(source),
+            MessageError::Protocol { detail } => ScuError::Protocol { detail },
+        }
     }
 }
 
@@ -187,5 +159,21 @@ mod tests {
             "association rejected (permanent) by service user: called AE title not recognized"
         );
         assert!(!error.is_retryable());
+    }
+
+    #[test]
+    fn malformed_responses_are_protocol_errors() {
+        let parse_response =
+            |bytes: &[u8]| dimse_message::parse_response(bytes).map_err(ScuError::from);
+        assert!(matches!(
+            parse_response(&[1, 2, 3]),
+            Err(ScuError::Protocol { .. })
+        ));
+        let echo = dimse_message::command::c_echo_rq(1).expect("encodes");
+        // A request has no Status: not a response.
+        assert!(matches!(
+            parse_response(&echo),
+            Err(ScuError::Protocol { .. })
+        ));
     }
 }

@@ -5,9 +5,7 @@
 //! process, measure each acknowledgement, and deliberately send malformed
 //! requests (see [`StoreClient::store_raw`]).
 
-mod command;
 mod error;
-mod pdata;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -20,8 +18,8 @@ use dicom_ul::pdu::PDataValueType;
 use tokio::net::TcpStream;
 
 use crate::synth::SynthInstance;
-use command::{DimseResponse, MAX_COMMAND_LEN, command_field};
-use pdata::Fragment;
+use dimse_message::command::{self, DimseResponse, MAX_COMMAND_LEN, command_field};
+use dimse_message::pdata::{self, Fragment};
 
 pub use dicom_ul::pdu::{
     AssociationRJResult, AssociationRJServiceProviderASCEReason,

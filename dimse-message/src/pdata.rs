@@ -1,32 +1,34 @@
-//! P-DATA-TF framing: splits a command or data set into PDUs no larger than
-//! the peer's maximum PDU length.
+//! P-DATA-TF framing (PS3.8 9.3.5, E.2): splits a command or a data set
+//! into PDUs no larger than the peer's maximum PDU length.
 //!
 //! We frame messages ourselves instead of using dicom-ul's `AsyncPDataWriter`
 //! because its `Drop` calls `block_in_place`, which panics on a
 //! current-thread runtime (the default of `#[tokio::test]`), and because
 //! batching many PDUs into one write saves system calls on fast links.
+//! Deadlines are the caller's: egress wraps every write in its per-message
+//! timeout.
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// P-DATA-TF PDU type.
-const PDATA_TF: u8 = 0x04;
+pub const PDATA_TF: u8 = 0x04;
 /// Bytes of a PDU header: type, reserved, 4-byte length.
-const PDU_HEADER_LEN: usize = 6;
+pub const PDU_HEADER_LEN: usize = 6;
 /// Bytes of a PDV item header: 4-byte length, context ID, control header.
-const PDV_HEADER_LEN: usize = 6;
+pub const PDV_HEADER_LEN: usize = 6;
 /// Message control header bits, PS3.8 E.2.
 const CONTROL_COMMAND: u8 = 0x01;
 const CONTROL_LAST: u8 = 0x02;
 
 /// A peer that advertises "no limit" (0) still gets PDUs of at most this
 /// size, so one instance never becomes one giant allocation.
-pub(crate) const UNLIMITED_PDU_CAP: u32 = 1024 * 1024;
+pub const UNLIMITED_PDU_CAP: u32 = 1024 * 1024;
 /// Flush the outgoing buffer once it holds this much.
-const WRITE_BATCH: usize = 256 * 1024;
+pub const WRITE_BATCH: usize = 256 * 1024;
 
 /// Whether a fragment carries a command or a data set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fragment {
+pub enum Fragment {
     Command,
     DataSet,
 }
@@ -36,7 +38,7 @@ pub(crate) enum Fragment {
 ///
 /// `peer_max_pdu` is the peer's Maximum Length (PS3.8 D.1), which counts the
 /// PDV items of a PDU, headers included.
-pub(crate) async fn send_message<W: AsyncWrite + Unpin>(
+pub async fn send_message<W: AsyncWrite + Unpin>(
     stream: &mut W,
     buffer: &mut Vec<u8>,
     context_id: u8,
@@ -45,9 +47,7 @@ pub(crate) async fn send_message<W: AsyncWrite + Unpin>(
     peer_max_pdu: u32,
 ) -> std::io::Result<()> {
     buffer.clear();
-    let limit = effective_max_pdu(peer_max_pdu);
-    let chunk_len = limit.saturating_sub(PDV_HEADER_LEN).max(1);
-    let mut chunks = payload.chunks(chunk_len).peekable();
+    let mut chunks = payload.chunks(chunk_len(peer_max_pdu)).peekable();
     // An empty payload still needs one (empty, last) fragment.
     if chunks.peek().is_none() {
         push_pdu(buffer, context_id, fragment, &[], true);
@@ -68,7 +68,7 @@ pub(crate) async fn send_message<W: AsyncWrite + Unpin>(
 }
 
 /// The PDU length we will actually use for a peer's advertised maximum.
-pub(crate) fn effective_max_pdu(peer_max_pdu: u32) -> usize {
+pub fn effective_max_pdu(peer_max_pdu: u32) -> usize {
     let limit = if peer_max_pdu == 0 {
         UNLIMITED_PDU_CAP
     } else {
@@ -78,7 +78,20 @@ pub(crate) fn effective_max_pdu(peer_max_pdu: u32) -> usize {
     (limit as usize).max(PDV_HEADER_LEN + 1)
 }
 
-fn push_pdu(buffer: &mut Vec<u8>, context_id: u8, fragment: Fragment, chunk: &[u8], is_last: bool) {
+/// Payload bytes per PDU for a peer's advertised Maximum Length, which
+/// counts the PDV item (header included), PS3.8 D.1. At least one.
+pub fn chunk_len(peer_max_pdu: u32) -> usize {
+    effective_max_pdu(peer_max_pdu) - PDV_HEADER_LEN
+}
+
+/// Appends one P-DATA-TF PDU holding one PDV item with `chunk`.
+pub fn push_pdu(
+    buffer: &mut Vec<u8>,
+    context_id: u8,
+    fragment: Fragment,
+    chunk: &[u8],
+    is_last: bool,
+) {
     let pdv_len = (chunk.len() + 2) as u32;
     let pdu_len = pdv_len + 4;
     let mut control = 0;
@@ -96,30 +109,40 @@ fn push_pdu(buffer: &mut Vec<u8>, context_id: u8, fragment: Fragment, chunk: &[u
     buffer.extend_from_slice(chunk);
 }
 
+/// Test support (feature `test-support`): parses framed bytes back with
+/// dicom-ul's own reader into (PDU length, PDV length, type, is_last) per
+/// PDV item. Panics on anything but whole P-DATA PDUs, so never on peer bytes.
+#[cfg(any(test, feature = "test-support"))]
+pub fn parse_pdvs(
+    bytes: &[u8],
+    max_pdu: u32,
+) -> Vec<(usize, usize, dicom_ul::pdu::PDataValueType, bool)> {
+    let mut cursor = std::io::Cursor::new(bytes);
+    let mut out = Vec::new();
+    while (cursor.position() as usize) < bytes.len() {
+        let start = cursor.position() as usize;
+        let pdu = dicom_ul::pdu::read_pdu(&mut cursor, max_pdu, true)
+            .expect("valid")
+            .expect("complete");
+        let pdu_len = cursor.position() as usize - start - PDU_HEADER_LEN;
+        let dicom_ul::Pdu::PData { data } = pdu else {
+            panic!("not P-DATA")
+        };
+        for pdv in data {
+            out.push((pdu_len, pdv.data.len(), pdv.value_type, pdv.is_last));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dicom_ul::Pdu;
-    use dicom_ul::pdu::{PDataValueType, read_pdu};
+    use dicom_ul::pdu::PDataValueType;
 
     /// Parse the framed bytes back with dicom-ul's own reader.
     fn pdvs(bytes: &[u8]) -> Vec<(usize, usize, PDataValueType, bool)> {
-        let mut cursor = std::io::Cursor::new(bytes);
-        let mut out = Vec::new();
-        while (cursor.position() as usize) < bytes.len() {
-            let start = cursor.position() as usize;
-            let pdu = read_pdu(&mut cursor, 1 << 20, true)
-                .expect("valid")
-                .expect("complete");
-            let pdu_len = cursor.position() as usize - start - PDU_HEADER_LEN;
-            let Pdu::PData { data } = pdu else {
-                panic!("not P-DATA")
-            };
-            for pdv in data {
-                out.push((pdu_len, pdv.data.len(), pdv.value_type, pdv.is_last));
-            }
-        }
-        out
+        parse_pdvs(bytes, 1 << 20)
     }
 
     async fn framed(payload: &[u8], fragment: Fragment, max_pdu: u32) -> Vec<u8> {

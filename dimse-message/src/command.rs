@@ -1,38 +1,55 @@
-//! DIMSE command sets for the two services the SCU speaks (C-STORE and
-//! C-ECHO), always encoded in implicit VR little endian as PS3.7 requires.
+//! DIMSE command sets (PS3.7 E.1): the constants every peer shares, the
+//! request command sets the SCUs send, and the response fields they check.
+//! Command sets are always implicit VR little endian (PS3.7 6.3.1).
+
+use std::sync::LazyLock;
 
 use dicom_core::value::PrimitiveValue;
 use dicom_core::{DataElement, VR, dicom_value};
 use dicom_dictionary_std::{tags, uids};
 use dicom_encoding::TransferSyntax;
 use dicom_object::InMemDicomObject;
-use std::sync::LazyLock;
-
-use super::ScuError;
 
 /// Command Field (0000,0100) values, PS3.7 E.1.
-pub(crate) mod command_field {
+pub mod command_field {
     pub const C_STORE_RQ: u16 = 0x0001;
     pub const C_STORE_RSP: u16 = 0x8001;
     pub const C_ECHO_RQ: u16 = 0x0030;
     pub const C_ECHO_RSP: u16 = 0x8030;
+    /// Set on every response Command Field.
+    pub const RESPONSE_BIT: u16 = 0x8000;
 }
 
 /// Command Data Set Type (0000,0800): any value but this one means a data
 /// set follows the command.
-pub(crate) const NO_DATA_SET: u16 = 0x0101;
+pub const NO_DATA_SET: u16 = 0x0101;
 /// Command Data Set Type we send when a data set follows.
-const DATA_SET_PRESENT: u16 = 0x0000;
+pub const DATA_SET_PRESENT: u16 = 0x0000;
 /// Priority (0000,0700): medium.
-const PRIORITY_MEDIUM: u16 = 0x0000;
+pub const PRIORITY_MEDIUM: u16 = 0x0000;
+/// Implicit VR Little Endian, the transfer syntax of every command set.
+pub const IMPLICIT_VR_LE_UID: &str = "1.2.840.10008.1.2";
 
 /// Responses larger than this are refused rather than buffered: a real
 /// response command is a few hundred bytes.
-pub(crate) const MAX_COMMAND_LEN: usize = 64 * 1024;
+pub const MAX_COMMAND_LEN: usize = 64 * 1024;
 
-/// The fields of a response command the SCU checks.
+/// What can go wrong building or reading a command set. Callers fold it
+/// into their own error type (a bad response is the peer's fault, a failed
+/// encode is ours).
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    /// A command set could not be encoded (a bug on our side, not the peer's).
+    #[error("could not encode command set")]
+    EncodeCommand(#[source] Box<dicom_object::WriteError>),
+    /// The peer's response is not a usable response command set.
+    #[error("protocol violation by peer: {detail}")]
+    Protocol { detail: String },
+}
+
+/// The fields of a response command an SCU checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct DimseResponse {
+pub struct DimseResponse {
     pub command_field: u16,
     pub message_id_being_responded_to: u16,
     pub status: u16,
@@ -40,12 +57,22 @@ pub(crate) struct DimseResponse {
     pub error_comment: Option<String>,
 }
 
-/// Encoded C-STORE-RQ command set.
-pub(crate) fn c_store_rq(
+/// Command sets are always implicit VR little endian; built once from the
+/// registry's entry rather than looked up (and possibly missed) each time.
+static IMPLICIT_VR_LE: LazyLock<TransferSyntax> =
+    LazyLock::new(|| dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN.erased());
+
+/// The transfer syntax of every command set.
+pub fn implicit_vr_le() -> &'static TransferSyntax {
+    &IMPLICIT_VR_LE
+}
+
+/// Encoded C-STORE-RQ command set (priority medium, a data set follows).
+pub fn c_store_rq(
     message_id: u16,
     sop_class_uid: &str,
     sop_instance_uid: &str,
-) -> Result<Vec<u8>, ScuError> {
+) -> Result<Vec<u8>, MessageError> {
     encode(InMemDicomObject::command_from_element_iter([
         ui(tags::AFFECTED_SOP_CLASS_UID, sop_class_uid),
         us(tags::COMMAND_FIELD, command_field::C_STORE_RQ),
@@ -57,7 +84,7 @@ pub(crate) fn c_store_rq(
 }
 
 /// Encoded C-ECHO-RQ command set.
-pub(crate) fn c_echo_rq(message_id: u16) -> Result<Vec<u8>, ScuError> {
+pub fn c_echo_rq(message_id: u16) -> Result<Vec<u8>, MessageError> {
     encode(InMemDicomObject::command_from_element_iter([
         ui(tags::AFFECTED_SOP_CLASS_UID, uids::VERIFICATION),
         us(tags::COMMAND_FIELD, command_field::C_ECHO_RQ),
@@ -66,18 +93,19 @@ pub(crate) fn c_echo_rq(message_id: u16) -> Result<Vec<u8>, ScuError> {
     ]))
 }
 
-/// Parse a response command set received from the peer.
-pub(crate) fn parse_response(bytes: &[u8]) -> Result<DimseResponse, ScuError> {
-    let ts = implicit_vr_le();
-    let command =
-        InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| ScuError::Protocol {
+/// Parses a response command set received from the peer. The SCUs read
+/// responses of at most [`MAX_COMMAND_LEN`] bytes.
+pub fn parse_response(bytes: &[u8]) -> Result<DimseResponse, MessageError> {
+    let command = InMemDicomObject::read_dataset_with_ts(bytes, implicit_vr_le()).map_err(|e| {
+        MessageError::Protocol {
             detail: format!("undecodable response command: {e}"),
-        })?;
-    let required = |tag, name: &str| -> Result<u16, ScuError> {
+        }
+    })?;
+    let required = |tag, name: &str| -> Result<u16, MessageError> {
         command
             .get(tag)
             .and_then(|element| element.to_int::<u16>().ok())
-            .ok_or_else(|| ScuError::Protocol {
+            .ok_or_else(|| MessageError::Protocol {
                 detail: format!("response command lacks a valid {name}"),
             })
     };
@@ -98,28 +126,22 @@ pub(crate) fn parse_response(bytes: &[u8]) -> Result<DimseResponse, ScuError> {
     })
 }
 
-/// Command sets are always implicit VR little endian; built once from the
-/// registry's entry rather than looked up (and possibly missed) each time.
-static IMPLICIT_VR_LE: LazyLock<TransferSyntax> =
-    LazyLock::new(|| dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN.erased());
-
-fn implicit_vr_le() -> &'static TransferSyntax {
-    &IMPLICIT_VR_LE
-}
-
-fn encode(command: InMemDicomObject) -> Result<Vec<u8>, ScuError> {
+/// Encodes a command set (with its group length) in implicit VR LE.
+pub fn encode(command: InMemDicomObject) -> Result<Vec<u8>, MessageError> {
     let mut out = Vec::with_capacity(256);
     command
         .write_dataset_with_ts(&mut out, implicit_vr_le())
-        .map_err(|e| ScuError::EncodeCommand(Box::new(e)))?;
+        .map_err(|e| MessageError::EncodeCommand(Box::new(e)))?;
     Ok(out)
 }
 
-fn ui(tag: dicom_core::Tag, uid: &str) -> dicom_object::mem::InMemElement {
+/// A UI element of a command set.
+pub fn ui(tag: dicom_core::Tag, uid: &str) -> dicom_object::mem::InMemElement {
     DataElement::new(tag, VR::UI, PrimitiveValue::from(uid))
 }
 
-fn us(tag: dicom_core::Tag, value: u16) -> dicom_object::mem::InMemElement {
+/// A US element of a command set.
+pub fn us(tag: dicom_core::Tag, value: u16) -> dicom_object::mem::InMemElement {
     DataElement::new(tag, VR::US, dicom_value!(U16, value))
 }
 
@@ -156,19 +178,5 @@ mod tests {
         assert_eq!(parsed.status, 0xA700);
         assert!(!parsed.has_data_set);
         assert_eq!(parsed.error_comment.as_deref(), Some("bad"));
-    }
-
-    #[test]
-    fn malformed_responses_are_protocol_errors() {
-        assert!(matches!(
-            parse_response(&[1, 2, 3]),
-            Err(ScuError::Protocol { .. })
-        ));
-        let echo = c_echo_rq(1).expect("encodes");
-        // A request has no Status: not a response.
-        assert!(matches!(
-            parse_response(&echo),
-            Err(ScuError::Protocol { .. })
-        ));
     }
 }
