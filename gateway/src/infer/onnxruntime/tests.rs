@@ -170,7 +170,11 @@ async fn sessions_go_back_to_the_pool() {
     let ok = results.iter().filter(|r| r.is_ok()).count();
     assert!(ok >= 4, "{results:?}");
     let stats = engine.stats();
-    assert_eq!(stats.peak_in_flight, 2, "{stats:?}");
+    // Never more sessions at once than the pool holds. Whether two
+    // requests overlap at all is up to the scheduler: on a busy machine
+    // join_all can see each one finish before the next starts (seen in CI
+    // with peak 1, 12 completed, none rejected).
+    assert!((1..=2).contains(&stats.peak_in_flight), "{stats:?}");
     assert_eq!(stats.completed as usize, ok);
     assert_eq!(engine.sessions.idle(), 2);
 }
