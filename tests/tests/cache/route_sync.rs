@@ -26,7 +26,7 @@ impl Replica {
     fn start(server: &RedisServer, id: &str) -> Replica {
         let dir = tempfile::tempdir().unwrap();
         let index = dir.path().join("index.sqlite");
-        let conn = dicom_gateway::store::index::open(&index).unwrap();
+        let conn = dicom_gateway::app::schema::open_index(&index).unwrap();
         let store = Arc::new(RouteStateStore::load(conn).unwrap());
         let mut config = RedisConfig::new(server.url());
         config.timeout = Duration::from_millis(500);
